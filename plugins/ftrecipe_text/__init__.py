@@ -1,0 +1,1 @@
+"""ftrecipe text plugin: causal-LM and classification fine-tuning building blocks."""
