@@ -1,0 +1,101 @@
+"""Cross-field checks: settings that are each valid but contradict one another.
+
+They run after the schema accepted the recipe, each yields :class:`~ftrecipe.records.Problem`s
+with the path of the key a person should change, and modalities add their own through
+``Modality.checks``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ftrecipe.records import Problem
+from ftrecipe.sections import RecipeBase
+
+LORA_STRATEGIES = ("lora", "qlora")
+
+
+def check_freeze(recipe: RecipeBase) -> Iterator[Problem]:
+    freeze = recipe.freeze
+    strategy = freeze.strategy
+    if freeze.lora is not None and strategy not in LORA_STRATEGIES:
+        yield Problem(("freeze", "lora"), f"LoRA settings need strategy lora or qlora, but strategy is {strategy}")
+    if strategy == "full":
+        for key in ("freeze", "freeze_layers", "train"):
+            if getattr(freeze, key):
+                yield Problem(("freeze", key), "strategy full trains every parameter; use strategy: partial to freeze some")
+    if freeze.unfreeze_top and strategy != "transfer":
+        yield Problem(("freeze", "unfreeze_top"), f"unfreeze_top applies to strategy transfer, not {strategy}")
+    if strategy != "partial":
+        for key in ("freeze", "freeze_layers"):
+            if getattr(freeze, key) and strategy != "full":
+                yield Problem(
+                    ("freeze", key),
+                    f"strategy {strategy} already freezes the pre-trained body; {key} applies to strategy partial",
+                )
+
+
+def check_quantization(recipe: RecipeBase) -> Iterator[Problem]:
+    quantization = recipe.model.quantization
+    strategy = recipe.freeze.strategy
+    if quantization is None:
+        return
+    if strategy not in LORA_STRATEGIES:
+        yield Problem(
+            ("model", "quantization"),
+            f"a quantised base cannot be trained directly (strategy {strategy}); use strategy lora or qlora",
+        )
+    if strategy == "qlora" and quantization.bits != 4:
+        yield Problem(("model", "quantization", "bits"), "QLoRA trains on a 4-bit base; use bits: 4 or strategy lora")
+    if recipe.hardware.accelerator == "mps":
+        yield Problem(("hardware", "accelerator"), "bitsandbytes quantisation has no MPS backend; use cuda or cpu")
+
+
+def check_precision(recipe: RecipeBase) -> Iterator[Problem]:
+    hardware = recipe.hardware
+    quantization = recipe.model.quantization
+    quantised = quantization is not None or recipe.freeze.strategy == "qlora"
+    compute = quantization.compute_dtype if quantization else "bfloat16"
+    if quantised and hardware.precision == "fp32" and compute != "float32":
+        yield Problem(
+            ("hardware", "precision"),
+            f"QLoRA computes in {compute} but precision is fp32; use bf16-mixed, or set "
+            "model.quantization.compute_dtype: float32",
+        )
+    if hardware.precision == "fp16-mixed" and hardware.accelerator in ("cpu", "mps"):
+        yield Problem(("hardware", "precision"), f"fp16-mixed needs CUDA; on {hardware.accelerator} use bf16-mixed or fp32")
+    if hardware.strategy == "deepspeed" and hardware.accelerator in ("cpu", "mps"):
+        yield Problem(("hardware", "strategy"), f"DeepSpeed needs CUDA devices, not {hardware.accelerator}")
+    if hardware.strategy == "fsdp" and hardware.accelerator == "mps":
+        yield Problem(("hardware", "strategy"), "FSDP does not run on MPS")
+    if recipe.model.dtype == "float16" and hardware.accelerator == "cpu":
+        yield Problem(("model", "dtype"), "float16 weights are not supported for training on the CPU; use bfloat16 or float32")
+
+
+def check_head(recipe: RecipeBase) -> Iterator[Problem]:
+    head = recipe.head
+    if head.mode == "keep":
+        for key in ("labels", "num_labels"):
+            if getattr(head, key) is not None:
+                yield Problem(("head", key), f"{key} describes a new head; set head.mode to replace or append")
+    elif head.labels is None and head.num_labels is None:
+        yield Problem(("head", "mode"), f"head mode {head.mode} needs labels (or num_labels)")
+    if head.labels is not None and head.num_labels is not None and len(head.labels) != head.num_labels:
+        yield Problem(("head", "num_labels"), f"num_labels is {head.num_labels} but {len(head.labels)} labels are listed")
+
+
+def check_training(recipe: RecipeBase) -> Iterator[Problem]:
+    training = recipe.training
+    if training.warmup_steps is not None and training.warmup_ratio is not None:
+        yield Problem(("training", "warmup_ratio"), "give warmup_steps or warmup_ratio, not both")
+    if training.optimizer == "adamw-8bit" and recipe.hardware.accelerator == "mps":
+        yield Problem(("training", "optimizer"), "adamw-8bit needs bitsandbytes, which has no MPS backend")
+
+
+def check_output(recipe: RecipeBase) -> Iterator[Problem]:
+    save = recipe.output.save
+    if save in ("adapter", "merged") and recipe.freeze.strategy not in LORA_STRATEGIES:
+        yield Problem(("output", "save"), f"save: {save} needs a LoRA strategy; strategy is {recipe.freeze.strategy}")
+
+
+CORE_CHECKS = (check_freeze, check_quantization, check_precision, check_head, check_training, check_output)

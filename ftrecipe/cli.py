@@ -1,0 +1,173 @@
+"""The ``ftrecipe`` command line.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad input (invalid recipe, bad arguments, a plugin
+conflict). Only ``run`` imports torch, and only once it is about to train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ftrecipe import __version__
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its usage line
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field, e.g. --set training.learning_rate=1e-4 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ftrecipe", description="Fine-tuning from declarative YAML recipes.")
+    parser.add_argument("--version", action="version", version=f"ftrecipe {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    validate = commands.add_parser("validate", help="check recipes and point at every mistake")
+    validate.add_argument("recipes", nargs="+", metavar="RECIPE")
+    _add_overrides(validate)
+    validate.add_argument("--format", choices=("text", "json", "github"), default="text")
+
+    run = commands.add_parser("run", help="train a recipe")
+    run.add_argument("recipe", metavar="RECIPE")
+    _add_overrides(run)
+    run.add_argument("--output", metavar="DIR", help="output directory (default: the recipe's output.dir)")
+    run.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
+    run.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    run.add_argument("--smoke", action="store_true", help="tiny random model, a few examples, two steps")
+    run.add_argument("--save-augmented", type=int, default=0, metavar="N", help="write N augmented examples to look at or listen to")
+    run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of recipes (installed plugins included)")
+    schema.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    plugins = commands.add_parser("plugins", help="list registered plugins")
+    plugins.add_argument("--format", choices=("text", "json"), default="text")
+
+    init = commands.add_parser("init", help="write a commented starter recipe for a modality")
+    init.add_argument("modality")
+    init.add_argument("--output", metavar="FILE", help="file to write (default: <modality>.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    return parser
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ftrecipe.diagnostics import render
+    from ftrecipe.validation import validate_file
+
+    results = [validate_file(path, overrides=args.overrides) for path in args.recipes]
+    diagnostics = [d for result in results for d in result.diagnostics]
+    if args.format == "json":
+        print(json.dumps([{"recipe": r.source, "valid": r.ok, "diagnostics": [d.as_dict() for d in r.diagnostics]} for r in results], indent=2))
+    else:
+        if diagnostics:
+            print(render(diagnostics, args.format))
+        if args.format == "text":
+            for result in results:
+                if result.ok:
+                    print(f"{result.source}: ok ({result.recipe.model.modality})")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_USAGE
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from ftrecipe.registry import PluginConflict, get_registry
+    from ftrecipe.schema import json_schema_text
+
+    registry = get_registry()
+    try:
+        registry.check_conflicts()
+    except PluginConflict as error:
+        print(f"ftrecipe: plugin conflict: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    text = json_schema_text(registry)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from ftrecipe.plugin_listing import plugins_json, print_plugins
+    from ftrecipe.registry import get_registry
+
+    registry = get_registry()
+    if args.format == "json":
+        print(json.dumps(plugins_json(registry), indent=2))
+    else:
+        print_plugins(registry)
+    return EXIT_USAGE if registry.conflicts else EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from ftrecipe.diagnostics import did_you_mean
+    from ftrecipe.registry import get_registry
+
+    registry = get_registry()
+    record = registry.modalities.get(args.modality)
+    if record is None:
+        names = sorted(registry.modalities)
+        hint = did_you_mean(args.modality, names)
+        print(f"ftrecipe init: unknown modality '{args.modality}'{hint}; allowed: {', '.join(names)}", file=sys.stderr)
+        return EXIT_USAGE
+    target = Path(args.output or f"{args.modality}.yaml")
+    if target.exists() and not args.force:
+        print(f"ftrecipe init: {target} exists; pass --force to overwrite it", file=sys.stderr)
+        return EXIT_USAGE
+    target.write_text(record.starter_recipe, encoding="utf-8")
+    print(f"wrote {target}; check it with: ftrecipe validate {target}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ftrecipe.diagnostics import render
+    from ftrecipe.validation import validate_file
+
+    result = validate_file(args.recipe, overrides=args.overrides)
+    if not result.ok:
+        print(render(result.diagnostics, "text"), file=sys.stderr)
+        return EXIT_USAGE
+    from ftrecipe.runner.entry import run_recipe  # torch is imported from here on
+
+    return run_recipe(result, args)
+
+
+COMMANDS = {"validate": cmd_validate, "run": cmd_run, "schema": cmd_schema, "plugins": cmd_plugins, "init": cmd_init}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the resume hint and relaunching
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Typed records that plugins return from their hooks.
+
+A record describes a contribution; it never mutates shared state. Heavy code is referenced by an
+``"module:attribute"`` string and imported only when a run needs it, so registering a plugin (which
+every ``ftrecipe validate`` does) stays cheap and torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ftrecipe.sections import AugmentationSection, DataSection, ModelSection, RecipeBase
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A contradiction found by a recipe check: the dotted path it is about, and what is wrong."""
+
+    path: tuple[str | int, ...]
+    message: str
+
+
+def resolve(reference: str) -> Any:
+    """Import ``"package.module:attribute"`` (the lazy references records carry)."""
+    module_name, _, attribute = reference.partition(":")
+    if not attribute:
+        raise ValueError(f"reference {reference!r} must look like 'package.module:attribute'")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A kind of model ftrecipe can fine-tune (``model.modality`` in a recipe).
+
+    ``section`` subclasses :class:`~ftrecipe.sections.ModelSection` with
+    ``modality: Literal[name]``; ``task`` names the :class:`~ftrecipe.task.ModalityTask` subclass
+    that builds the model, data, loss and evaluation for the runner.
+    """
+
+    name: str
+    section: type[ModelSection]
+    task: str
+    description: str = ""
+    default_metrics: tuple[str, ...] = ()
+    starter_recipe: str = ""
+    """Commented YAML that `ftrecipe init NAME` writes."""
+    checks: tuple[Callable[[RecipeBase], Iterable[Problem]], ...] = ()
+    """Cross-field checks run by `ftrecipe validate` after the schema accepted the recipe."""
+    plugin: str = field(default="", compare=False)
+    """Filled in by the registry: which plugin contributed the record."""
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """A way to read examples (``data.format``), for the modalities it names.
+
+    ``reader`` names a function ``read(section, *, base_dir, seed, smoke) -> DatasetSplits``
+    (see :mod:`ftrecipe.data`) returning rows in the canonical columns the modality documents.
+    """
+
+    name: str
+    modalities: tuple[str, ...]
+    section: type[DataSection]
+    reader: str
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """An on-the-fly augmentation step (an item of ``data.augment``).
+
+    ``apply`` names the function the modality calls; its signature is the modality's (audio:
+    ``apply(wave, sample_rate, rng, **params) -> wave``).
+    """
+
+    name: str
+    modalities: tuple[str, ...]
+    section: type[AugmentationSection]
+    apply: str
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An evaluation metric (an item of ``evaluation.metrics``).
+
+    ``load`` names a zero-argument function returning an ``evaluate.EvaluationModule`` that works
+    offline (the hub's metric scripts are not reachable at run time).
+    """
+
+    name: str
+    modalities: tuple[str, ...]
+    load: str
+    higher_is_better: bool = True
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A runner callback a recipe can switch on by name (``callbacks: [name]``).
+
+    ``factory`` names a class implementing :class:`ftrecipe.runner.callbacks.RunCallback`.
+    """
+
+    name: str
+    factory: str
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+
+Record = Modality | DatasetFormat | Augmentation | Metric | Callback

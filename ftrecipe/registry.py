@@ -1,0 +1,191 @@
+"""The plugin registry: loads ``ftrecipe`` entry points into pluggy and collects their records.
+
+A plugin that fails to import, or whose hook raises, is recorded with its error and skipped: the
+command line keeps working and `ftrecipe plugins` shows what went wrong. Two plugins that claim one
+name are a :class:`PluginConflict` naming both distributions.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import metadata
+from types import ModuleType
+from typing import TypeVar
+
+import pluggy
+
+from ftrecipe import hookspec
+from ftrecipe.records import Augmentation, Callback, DatasetFormat, Metric, Modality, Record
+
+ENTRY_POINT_GROUP = "ftrecipe"
+BUILTIN_DISTRIBUTION = "ftrecipe"
+HOOKS = ("ftrecipe_modalities", "ftrecipe_dataset_formats", "ftrecipe_augmentations", "ftrecipe_metrics", "ftrecipe_callbacks")
+
+R = TypeVar("R", bound=Record)
+
+
+class PluginConflict(Exception):
+    """Two plugins registered the same name for the same kind of record."""
+
+
+@dataclass
+class PluginInfo:
+    """What `ftrecipe plugins` shows about one registered (or failed) plugin."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    builtin: bool
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Registry:
+    """Everything the installed plugins contribute, by kind and name."""
+
+    plugins: list[PluginInfo]
+    modalities: dict[str, Modality]
+    dataset_formats: dict[tuple[str, str], DatasetFormat]
+    """Keyed by (modality, format name): each modality may have its own ``synthetic``."""
+    augmentations: dict[tuple[str, str], Augmentation]
+    metrics: dict[tuple[str, str], Metric]
+    callbacks: dict[str, Callback]
+    conflicts: list[str]
+    recipe_classes: dict[str, type] = field(default_factory=dict, repr=False)
+    """Cache of :func:`ftrecipe.schema.recipe_class` results."""
+
+    def check_conflicts(self) -> None:
+        """Raise :class:`PluginConflict` if two plugins claimed one name."""
+        if self.conflicts:
+            raise PluginConflict("; ".join(self.conflicts))
+
+    def formats_for(self, modality: str) -> dict[str, DatasetFormat]:
+        return {name: rec for (mod, name), rec in self.dataset_formats.items() if mod == modality}
+
+    def augmentations_for(self, modality: str) -> dict[str, Augmentation]:
+        return {name: rec for (mod, name), rec in self.augmentations.items() if mod == modality}
+
+    def metrics_for(self, modality: str) -> dict[str, Metric]:
+        return {name: rec for (mod, name), rec in self.metrics.items() if mod == modality}
+
+    def failed_plugins(self) -> list[PluginInfo]:
+        return [p for p in self.plugins if p.error]
+
+
+def _distribution_of(entry_point: metadata.EntryPoint) -> tuple[str, str]:
+    dist = getattr(entry_point, "dist", None)
+    if dist is None:
+        return "?", "?"
+    return dist.metadata["Name"], dist.version
+
+
+def _as_list(result: object) -> list:
+    if result is None:
+        return []
+    if isinstance(result, (list, tuple)):
+        return list(result)
+    return [result]
+
+
+def _collect(info: PluginInfo, manager: pluggy.PluginManager, results: dict[str, list]) -> None:
+    """Call each hook the plugin implements; on any failure the whole plugin is skipped."""
+    collected: dict[str, list] = {}
+    for hook in HOOKS:
+        impls = [impl for impl in getattr(manager.hook, hook).get_hookimpls() if impl.plugin_name == info.name]
+        for impl in impls:
+            try:
+                records = _as_list(impl.function())
+            except Exception as error:  # a plugin's bug must not take the CLI down
+                info.error = f"{hook} raised {type(error).__name__}: {error}"
+                return
+            collected[hook] = [replace(record, plugin=info.name) for record in records]
+            info.hooks.append(hook)
+    for hook, records in collected.items():
+        results[hook].extend((info, record) for record in records)
+
+
+def _index(
+    pairs: Iterable[tuple[PluginInfo, R]], key_of, kind: str, conflicts: list[str]
+) -> dict:
+    index: dict = {}
+    owners: dict = {}
+    for info, record in pairs:
+        key = key_of(record)
+        for one_key in key if isinstance(key, list) else [key]:
+            if one_key in index:
+                other = owners[one_key]
+                label = one_key if isinstance(one_key, str) else f"{one_key[1]}' for modality '{one_key[0]}"
+                conflicts.append(
+                    f"{kind} '{label}' is registered twice: by plugin '{other.name}' "
+                    f"(distribution {other.distribution}) and by plugin '{info.name}' "
+                    f"(distribution {info.distribution})"
+                )
+                continue
+            index[one_key] = record
+            owners[one_key] = info
+    return index
+
+
+def build_registry(extra_modules: Iterable[tuple[str, ModuleType]] = ()) -> Registry:
+    """Load every ``ftrecipe`` entry point (plus ``extra_modules``, for tests) into a registry."""
+    manager = pluggy.PluginManager(hookspec.PROJECT)
+    manager.add_hookspecs(hookspec)
+    plugins: list[PluginInfo] = []
+    results: dict[str, list] = {hook: [] for hook in HOOKS}
+
+    loaded: list[tuple[PluginInfo, ModuleType | None]] = []
+    for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        distribution, version = _distribution_of(entry_point)
+        info = PluginInfo(
+            name=entry_point.name,
+            module=entry_point.value,
+            distribution=distribution,
+            version=version,
+            builtin=distribution == BUILTIN_DISTRIBUTION,
+        )
+        try:
+            module = entry_point.load()
+        except Exception as error:
+            info.error = f"import failed: {type(error).__name__}: {error}"
+            info.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+            module = None
+        loaded.append((info, module))
+    for name, module in extra_modules:
+        loaded.append((PluginInfo(name, module.__name__, "(in-process)", "", False), module))
+
+    for info, module in loaded:
+        plugins.append(info)
+        if module is None:
+            continue
+        try:
+            manager.register(module, name=info.name)
+        except Exception as error:  # e.g. a hookimpl with an unknown hook name
+            info.error = f"registration failed: {type(error).__name__}: {error}"
+            continue
+        _collect(info, manager, results)
+
+    conflicts: list[str] = []
+    return Registry(
+        plugins=plugins,
+        modalities=_index(results["ftrecipe_modalities"], lambda r: r.name, "modality", conflicts),
+        dataset_formats=_index(
+            results["ftrecipe_dataset_formats"], lambda r: [(m, r.name) for m in r.modalities], "dataset format", conflicts
+        ),
+        augmentations=_index(
+            results["ftrecipe_augmentations"], lambda r: [(m, r.name) for m in r.modalities], "augmentation", conflicts
+        ),
+        metrics=_index(results["ftrecipe_metrics"], lambda r: [(m, r.name) for m in r.modalities], "metric", conflicts),
+        callbacks=_index(results["ftrecipe_callbacks"], lambda r: r.name, "callback", conflicts),
+        conflicts=conflicts,
+    )
+
+
+@cache
+def get_registry() -> Registry:
+    """The process-wide registry of installed plugins (built once)."""
+    return build_registry()

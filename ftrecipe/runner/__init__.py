@@ -1,0 +1,1 @@
+"""The common runner: `ftrecipe run` for every modality (imports torch; loaded only by `run`)."""

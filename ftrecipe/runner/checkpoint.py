@@ -1,0 +1,133 @@
+"""Atomic checkpoints: Accelerate's full training state plus the loop position and recipe fingerprint.
+
+A checkpoint is written under a temporary name and renamed into place once complete, so a crash or
+``kill -9`` can never leave a half-written ``step-N`` behind. ``state.json`` inside it records the
+loop position (optimizer step, epoch, batches consumed in the epoch) and the recipe fields that must
+not change for the state to be reusable; resume names the fields that did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftrecipe.sections import RecipeBase
+
+PREFIX = "step-"
+STATE_FILE = "state.json"
+
+# Fields that may change between a run and its resume: how long it runs and how often it reports.
+RESUMABLE_CHANGES = {
+    "name",
+    "description",
+    "training.epochs",
+    "training.max_steps",
+    "training.eval_every",
+    "training.checkpoint_every",
+    "training.keep_checkpoints",
+    "training.log_every",
+    "evaluation",
+    "output",
+    "callbacks",
+    "hardware.dataloader_workers",
+    "hardware.memory",
+}
+
+
+@dataclass
+class LoopState:
+    """Where the loop is: enough to continue exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    """Micro-batches of ``epoch`` already consumed."""
+    samples: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    eval_before: dict[str, float] | None = None
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def fingerprint(recipe: RecipeBase) -> dict[str, Any]:
+    """The recipe's fields that a checkpoint depends on, flattened to dotted keys."""
+    flat = _flatten(recipe.model_dump(mode="json"))
+    return {
+        key: value
+        for key, value in sorted(flat.items())
+        if not any(key == skip or key.startswith(skip + ".") for skip in RESUMABLE_CHANGES)
+    }
+
+
+def incompatible_fields(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose value differs between a checkpoint and the current recipe."""
+    keys = set(stored) | set(current)
+    return sorted(k for k in keys if stored.get(k, "<unset>") != current.get(k, "<unset>"))
+
+
+def checkpoint_dirs(root: Path) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    dirs = checkpoint_dirs(root)
+    return dirs[-1] if dirs else None
+
+
+def read_state(directory: Path) -> LoopState:
+    data = json.loads((directory / STATE_FILE).read_text())
+    return LoopState(**data)
+
+
+def save_checkpoint(accelerator: Any, root: Path, state: LoopState, keep: int) -> Path:
+    """Write a checkpoint atomically (all processes call this; rank 0 renames and prunes)."""
+    final = root / f"{PREFIX}{state.step:07d}"
+    temporary = root / f".tmp-{PREFIX}{state.step:07d}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state_path = temporary / STATE_FILE
+        state_path.write_text(json.dumps(asdict(state), indent=2))
+        _fsync_dir(temporary)
+        if final.exists():  # re-saving the same step (e.g. interrupted right after a checkpoint)
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        _fsync_dir(root)
+        for old in checkpoint_dirs(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

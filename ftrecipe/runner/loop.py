@@ -1,0 +1,311 @@
+"""The training loop every modality shares, on Hugging Face Accelerate.
+
+Accelerate owns devices, mixed precision, gradient accumulation, DDP/FSDP/DeepSpeed and the saved
+training state; this module owns the order of things: data order per epoch, logging, evaluation,
+checkpoints, interruption and resume.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftrecipe.data import EpochIndex
+from ftrecipe.errors import RunFailure
+from ftrecipe.freeze import FreezeReport, apply_freeze_plan
+from ftrecipe.runner.checkpoint import LoopState, fingerprint, incompatible_fields, latest_checkpoint, read_state, save_checkpoint
+from ftrecipe.runner.optim import build_optimizer, build_scheduler
+from ftrecipe.runner.outputs import MetricsLog
+from ftrecipe.runner.progress import Reporter
+from ftrecipe.task import DataBundle, EvalResult, ModalityTask
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: a checkpoint was saved and the run can be resumed."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(str(checkpoint))
+        self.checkpoint = checkpoint
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A seeded permutation per epoch, yielding :class:`EpochIndex` so augmentation can be seeded too.
+
+    The order depends only on (seed, epoch): a resumed run replays the same order and skips what it
+    had consumed.
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = range(self.size)
+        return (EpochIndex(i, self.epoch) for i in order)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def loader_workers(configured: int | None, device_type: str, devices: int) -> int:
+    if configured is not None:
+        return configured
+    cpus = os.cpu_count() or 1
+    if device_type == "cuda":
+        return min(8, max(1, cpus // max(1, devices) - 1))
+    return 1 if cpus >= 4 else 0  # on a small CPU box, workers compete with the compute threads
+
+
+@dataclass
+class LoopResult:
+    state: LoopState
+    eval_before: dict[str, float] | None
+    eval_after: EvalResult | None
+    freeze_report: FreezeReport
+    data: DataBundle
+    model: torch.nn.Module
+    world_size: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StopFlag:
+    """Turns SIGINT/SIGTERM into a request to checkpoint and stop at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(
+    *,
+    task: ModalityTask,
+    accelerator: Any,
+    output_dir: Path,
+    reporter: Reporter,
+    metrics_log: MetricsLog,
+    data: DataBundle,
+    resume: bool,
+    max_steps: int | None,
+    callbacks: list[Any],
+) -> LoopResult:
+    recipe = task.recipe
+    training = recipe.training
+    checkpoints = output_dir / "checkpoints"
+
+    model = task.build_model()
+    model, freeze_report = apply_freeze_plan(model, recipe, task.anatomy(model))
+    reporter.info(f"freeze plan {freeze_report.describe()}")
+    if training.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+
+    if len(data.train) == 0:
+        raise RunFailure("no training examples left after loading (see the data report)")
+    sampler = EpochSampler(len(data.train), training.seed)
+    workers = loader_workers(recipe.hardware.dataloader_workers, accelerator.device.type, accelerator.num_processes)
+    loader = torch.utils.data.DataLoader(
+        data.train,
+        batch_size=training.batch_size,
+        sampler=sampler,
+        collate_fn=data.collate,
+        num_workers=workers,
+        pin_memory=accelerator.device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+    optimizer = build_optimizer(model, training)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+
+    batches_per_epoch = len(loader)
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / training.gradient_accumulation))
+    total_steps = max_steps or training.max_steps or max(1, math.ceil((training.epochs or 1) * steps_per_epoch))
+    scheduler = build_scheduler(optimizer, training, total_steps)
+    accelerator.register_for_checkpointing(scheduler)
+
+    state = LoopState(fingerprint=fingerprint(recipe))
+    if resume:
+        found = latest_checkpoint(checkpoints)
+        if found is not None:
+            stored = read_state(found)
+            changed = incompatible_fields(stored.fingerprint, state.fingerprint)
+            if changed:
+                raise RunFailure(
+                    "the recipe changed in ways the checkpoint cannot follow: " + ", ".join(changed)
+                    + f" (checkpoint {found}); run without --resume into a new --output"
+                )
+            accelerator.load_state(str(found))
+            state = stored
+            accelerator.step = 0
+            metrics_log.truncate_after(state.step)
+            reporter.info(f"resuming from {found.name}: step {state.step}, epoch {state.epoch + 1}")
+        else:
+            reporter.info("no complete checkpoint yet: starting from the beginning")
+
+    def evaluate(tag: str) -> EvalResult | None:
+        if data.eval is None or len(data.eval) == 0:
+            return None
+        result = None
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(model)
+            unwrapped.eval()
+            with torch.no_grad():
+                result = task.evaluate(unwrapped, data, max_examples=recipe.evaluation.max_examples)
+            unwrapped.train()
+        accelerator.wait_for_everyone()
+        return result
+
+    if state.step == 0 and recipe.evaluation.before_training and state.eval_before is None:
+        before = evaluate("before")
+        if before is not None:
+            state.eval_before = before.metrics
+            reporter.evaluation("eval before training", before.metrics)
+            if accelerator.is_main_process:
+                metrics_log.append({"step": 0, "kind": "eval_before", **before.metrics})
+                _save_samples(output_dir / "eval_before_samples.jsonl", before)
+
+    model.train()
+    reporter.start(total_steps, steps_per_epoch, state.step)
+    running_loss = torch.zeros((), device=accelerator.device)
+    micro_batches = 0
+    window_samples = window_tokens = 0
+    window_start = time.perf_counter()
+    started = time.perf_counter() - state.train_seconds
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def checkpoint() -> Path:
+        state.train_seconds = time.perf_counter() - started
+        path = save_checkpoint(accelerator, checkpoints, state, training.keep_checkpoints)
+        for callback in callbacks:
+            callback.on_checkpoint(state.step, path)
+        return path
+
+    with StopFlag() as stop:
+        while state.step < total_steps:
+            sampler.set_epoch(state.epoch)
+            epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
+            reporter.new_epoch(state.epoch, math.ceil(state.batches_in_epoch / training.gradient_accumulation))
+            for batch in epoch_loader:
+                with accelerator.accumulate(model):
+                    loss = task.compute_loss(model, batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and training.max_grad_norm:
+                        accelerator.clip_grad_norm_(params, training.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                state.batches_in_epoch += 1
+                running_loss += loss.detach().float()
+                micro_batches += 1
+                samples, tokens = task.batch_counts(batch)
+                window_samples += samples * accelerator.num_processes
+                window_tokens += tokens * accelerator.num_processes
+                if not accelerator.sync_gradients:
+                    continue
+                scheduler.step()
+                state.step += 1
+                state.samples += window_samples
+                state.tokens += window_tokens
+                record = None
+                if state.step % training.log_every == 0 or state.step == total_steps:
+                    mean_loss = accelerator.reduce(running_loss / micro_batches, "mean").item()
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    record = {
+                        "kind": "train",
+                        "step": state.step,
+                        "epoch": round(state.epoch + state.batches_in_epoch / batches_per_epoch, 4),
+                        "loss": mean_loss,
+                        "lr": scheduler.get_last_lr()[0],
+                        "samples_per_second": window_samples / elapsed,
+                        **({"tokens_per_second": window_tokens / elapsed} if window_tokens else {}),
+                    }
+                    if not math.isfinite(mean_loss):
+                        raise RunFailure(f"the loss became {mean_loss} at step {state.step}; lower training.learning_rate")
+                    if accelerator.is_main_process:
+                        metrics_log.append(record)
+                        for callback in callbacks:
+                            callback.on_log(record)
+                    running_loss.zero_()
+                    micro_batches = window_samples = window_tokens = 0
+                    window_start = time.perf_counter()
+                reporter.step(state.step, record)
+                if training.eval_every and state.step % training.eval_every == 0 and state.step < total_steps:
+                    _periodic_eval(evaluate, state, reporter, metrics_log, accelerator, callbacks)
+                if training.checkpoint_every and state.step % training.checkpoint_every == 0:
+                    checkpoint()
+                if _stop_requested(stop, accelerator):
+                    reporter.stop()
+                    raise Interrupted(checkpoint())
+                if state.step >= total_steps:
+                    break
+            else:
+                state.epoch += 1
+                state.batches_in_epoch = 0
+                if not training.checkpoint_every and state.step < total_steps:
+                    checkpoint()
+    reporter.stop()
+    checkpoint()
+    after = evaluate("after")
+    if after is not None:
+        reporter.evaluation("eval after training", after.metrics, state.eval_before)
+        if accelerator.is_main_process:
+            metrics_log.append({"step": state.step, "kind": "eval_after", **after.metrics})
+            _save_samples(output_dir / "eval_after_samples.jsonl", after)
+    return LoopResult(state, state.eval_before, after, freeze_report, data, model, accelerator.num_processes)
+
+
+def _stop_requested(stop: StopFlag, accelerator: Any) -> bool:
+    """Every process must agree to stop, or the checkpoint's collectives would hang."""
+    if accelerator.num_processes == 1:
+        return stop.requested
+    flag = torch.tensor(1.0 if stop.requested else 0.0, device=accelerator.device)
+    flag = accelerator.reduce(flag, "sum")
+    return bool(flag.item() > 0)
+
+
+def _periodic_eval(evaluate, state, reporter, metrics_log, accelerator, callbacks) -> EvalResult | None:
+    result = evaluate("periodic")
+    if result is not None:
+        reporter.evaluation(f"eval at step {state.step}", result.metrics)
+        if accelerator.is_main_process:
+            metrics_log.append({"step": state.step, "kind": "eval", **result.metrics})
+            for callback in callbacks:
+                callback.on_evaluate(state.step, result.metrics)
+    return result
+
+
+def _save_samples(path: Path, result: EvalResult) -> None:
+    import json
+
+    if result.samples:
+        path.write_text("".join(json.dumps(s, default=str) + "\n" for s in result.samples), encoding="utf-8")
+    for name, image in result.images.items():
+        image.save(path.with_name(f"{path.stem.replace('_samples', '')}_{name}.png"))
