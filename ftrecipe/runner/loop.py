@@ -211,8 +211,8 @@ def train(
 
     with StopFlag() as stop:
         while state.step < total_steps:
-            sampler.set_epoch(state.epoch)
             epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
+            epoch_loader.set_epoch(state.epoch)  # Accelerate's loader passes it on to the sampler
             reporter.new_epoch(state.epoch, math.ceil(state.batches_in_epoch / training.gradient_accumulation))
             for batch in epoch_loader:
                 with accelerator.accumulate(model):

@@ -115,7 +115,11 @@ class MetricsLog:
         """On resume, drop what was logged after the checkpoint so the log matches an uninterrupted run."""
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        kept = []
+        for line in self.path.read_text().splitlines():
+            record = json.loads(line) if line else {}
+            if record and record.get("step", 0) <= step and record.get("kind") != "eval_after":
+                kept.append(line)
         write_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def append(self, record: Mapping[str, Any]) -> None:
