@@ -44,9 +44,11 @@ def print_plugins(registry: Registry) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # piped into a file or a tool: don't truncate to 80 columns
+        console = Console(width=200)
     table = Table(title="ftrecipe plugins", show_lines=False)
     for column in ("name", "version", "distribution", "kind", "contributes", "status"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for plugin in registry.plugins:
         parts = [f"{kind.replace('_', ' ')}: {', '.join(items)}" for kind, items in _contributions(registry, plugin.name).items() if items]
         status = f"[red]failed: {plugin.error}[/red]" if plugin.error else "[green]ok[/green]"

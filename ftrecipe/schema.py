@@ -100,11 +100,11 @@ def json_schema(registry: Registry | None = None) -> dict[str, Any]:
         union = Annotated[Union[tuple(members)], Discriminator(_modality_of)]  # noqa: UP007
         schema = TypeAdapter(union).json_schema()
     return {
+        **schema,
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "ftrecipe recipe",
-        "description": "A declarative fine-tuning recipe (https://github.com/ftrecipe/ftrecipe).",
-        **schema,
+        "description": "A declarative fine-tuning recipe: see `ftrecipe plugins` for the modalities installed.",
     }
 
 

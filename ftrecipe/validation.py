@@ -239,7 +239,9 @@ def validate_data(
             result.diagnostics.append(Diagnostic(f"--set {argument}", "", str(error)))
     locate = _Locator(source, loaded, parsed)
     result.locate = locate
-    result.diagnostics.extend(locate(p.path, p.message) for p in loaded.problems)
+    result.diagnostics.extend(
+        Diagnostic(source, dotted(p.path), p.message, p.mark.line, p.mark.col) for p in loaded.problems
+    )
     if not isinstance(data, dict) or result.diagnostics:
         return result
     for override in parsed:
