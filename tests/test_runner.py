@@ -1,0 +1,129 @@
+"""The common runner end to end on the example plugin's toy modality (fast: a tiny MLP)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import FIXTURES, run_cli
+
+TOY = FIXTURES.parent / "recipes_toy" / "toy.yaml"
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "model" / "model.pt")
+
+
+def train_records(run: Path) -> list[tuple]:
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["kind"], r.get("loss"), r.get("lr"), r.get("mse")) for r in lines]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, example_site) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    result = run_cli("run", str(TOY), "--output", str(out), site=example_site)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_outputs_of_a_run(reference_run):
+    for name in ("recipe.resolved.yaml", "run.json", "metrics.jsonl", "summary.json", "loss_curve.png", "model/README.md"):
+        assert (reference_run / name).is_file(), name
+    summary = json.loads((reference_run / "summary.json").read_text())
+    assert summary["steps"] == 16 and summary["world_size"] == 1
+    assert summary["eval_after"]["mse"] < summary["eval_before"]["mse"]
+    run = json.loads((reference_run / "run.json").read_text())
+    assert run["seed"] == 42 and run["versions"]["torch"] and run["hardware"]["world_size"] == 1
+    assert "ftrecipe-example" in run["versions"]
+    records = [json.loads(x) for x in (reference_run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == list(range(2, 17, 2))
+    assert all({"epoch", "loss", "lr", "samples_per_second"} <= set(r) for r in train)
+    resolved = (reference_run / "recipe.resolved.yaml").read_text()
+    assert "trust_remote_code: false" in resolved and "keep_checkpoints: 2" in resolved
+    checkpoints = sorted(p.name for p in (reference_run / "checkpoints").iterdir())
+    assert checkpoints == ["step-0000012", "step-0000016"]  # keep the last 2, no temporaries
+    assert "| mse |" in (reference_run / "model" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("fault", ["kill:6", "int:10"])
+def test_interrupted_and_resumed_run_is_exact(tmp_path, example_site, reference_run, fault):
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(TOY.read_text() + "callbacks: [fault]\n")
+    out = tmp_path / "run"
+    first = run_cli("run", str(recipe), "--output", str(out), site=example_site, env={"FTRECIPE_EXAMPLE_FAULT": fault})
+    assert first.returncode in (137, -9, 130), first.stderr
+    if fault.startswith("int"):
+        assert "resume with: ftrecipe run" in first.stderr and "--resume" in first.stderr
+    refused = run_cli("run", str(recipe), "--output", str(out), site=example_site)
+    assert refused.returncode == 1 and "pass --resume" in refused.stderr
+    resumed = run_cli("run", str(recipe), "--output", str(out), "--resume", site=example_site)
+    assert resumed.returncode == 0, resumed.stderr
+    expected, got = weights(reference_run), weights(out)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert train_records(out) == train_records(reference_run)
+
+
+def test_resume_refuses_an_incompatible_recipe_and_allows_more_steps(tmp_path, example_site, reference_run):
+    out = tmp_path / "run"
+    assert run_cli("run", str(TOY), "--output", str(out), "--set", "training.max_steps=8", site=example_site).returncode == 0
+    changed = run_cli(
+        "run", str(TOY), "--output", str(out), "--resume", "--set", "training.learning_rate=0.5", "--set", "model.width=8",
+        site=example_site,
+    )
+    assert changed.returncode == 1
+    assert "model.width" in changed.stderr and "training.learning_rate" in changed.stderr
+    longer = run_cli("run", str(TOY), "--output", str(out), "--resume", "--set", "training.max_steps=12", site=example_site)
+    assert longer.returncode == 0, longer.stderr
+    assert json.loads((out / "summary.json").read_text())["steps"] == 12
+
+
+def test_output_directory_with_other_files_is_never_overwritten(tmp_path, example_site):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("run", str(TOY), "--output", str(out), site=example_site)
+    assert result.returncode == 1 and "not empty" in result.stderr
+    assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
+
+
+def test_runtime_mistake_points_at_the_recipe_line(tmp_path, example_site):
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(TOY.read_text() + "freeze:\n  strategy: partial\n  freeze: ['nothing.*']\n")
+    result = run_cli("run", str(recipe), "--output", str(tmp_path / "run"), site=example_site)
+    assert result.returncode == 2
+    line = next(i for i, text in enumerate(recipe.read_text().splitlines(), 1) if "nothing.*" in text)
+    assert f"{recipe}:{line}:12: freeze.freeze[0]: 'nothing.*' matches no parameter" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_smoke_and_quiet(tmp_path, example_site):
+    result = run_cli("run", str(TOY), "--smoke", "--quiet", "--output", str(tmp_path / "s"), site=example_site)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["smoke"] is True
+    assert result.stdout.startswith("done: 2 steps")
+
+
+@pytest.mark.e2e
+def test_two_cpu_processes_match_one_process(tmp_path, example_site):
+    """DDP over gloo with 2 x 4 examples gives the loss curve of 1 process with 8."""
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    args = ["--set", "training.max_steps=6", "--set", "training.checkpoint_every=100", "--set", "training.log_every=1"]
+    assert run_cli("run", str(TOY), "--output", str(one), *args, site=example_site).returncode == 0
+    result = run_cli(
+        "run", str(TOY), "--output", str(two), *args, "--set", "hardware.devices=2", "--set", "training.batch_size=4",
+        site=example_site,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((two / "summary.json").read_text())["world_size"] == 2
+    a, b = train_records(one), train_records(two)
+    assert [r[:2] for r in a] == [r[:2] for r in b]
+    for ra, rb in zip(a, b):
+        for x, y in zip(ra[2:], rb[2:]):
+            assert (x is None and y is None) or abs(x - y) <= 1e-5 * max(1.0, abs(x))
