@@ -1,0 +1,30 @@
+"""Offline WER/CER metrics: ``evaluate.Metric`` subclasses loadable by file path, no hub access.
+
+``evaluate.load("wer")`` fetches a script from the hub (and the hub's script imports jiwer's
+removed ``compute_measures``), so the plugin ships its own modules and loads them by path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import evaluate
+
+__all__ = ["METRICS", "load_metric", "metric_path"]
+
+_HERE = Path(__file__).resolve().parent
+#: Metric name -> module file, each loadable with ``evaluate.load(str(path))``.
+METRICS: dict[str, Path] = {"wer": _HERE / "wer.py", "cer": _HERE / "cer.py"}
+
+
+def metric_path(name: str) -> Path:
+    """The module file of metric ``name`` (case-insensitive)."""
+    key = name.lower()
+    if key not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; available: {sorted(METRICS)}")
+    return METRICS[key]
+
+
+def load_metric(name: str, **kwargs: object) -> evaluate.EvaluationModule:
+    """``evaluate.load`` of a bundled metric by local path (works with ``HF_EVALUATE_OFFLINE=1``)."""
+    return evaluate.load(str(metric_path(name)), **kwargs)  # type: ignore[arg-type]
