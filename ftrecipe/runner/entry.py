@@ -193,8 +193,10 @@ def _run(result: ValidationResult, recipe: RecipeBase, args: argparse.Namespace)
     task = task_class(ctx)
     reporter.info(f"{recipe.name}: {modality.name} from {recipe.model.base} on {accelerator.device} x{accelerator.num_processes}")
     data = task.build_data()
+    if len(data.train) == 0:
+        raise RunFailure("no training examples left after loading (see the data report)")
     for key, value in data.report.items():
-        if key != "warnings":
+        if not isinstance(value, (dict, list)):
             reporter.info(f"data {key}: {value}")
     for warning in data.report.get("warnings", []):
         reporter.warn(warning)

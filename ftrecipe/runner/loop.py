@@ -130,8 +130,6 @@ def train(
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
 
-    if len(data.train) == 0:
-        raise RunFailure("no training examples left after loading (see the data report)")
     sampler = EpochSampler(len(data.train), training.seed)
     workers = loader_workers(recipe.hardware.dataloader_workers, accelerator.device.type, accelerator.num_processes)
     loader = torch.utils.data.DataLoader(

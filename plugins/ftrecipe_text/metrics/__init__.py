@@ -39,3 +39,19 @@ def load_metric(name: str, **kwargs: object) -> evaluate.Metric:
     import evaluate
 
     return evaluate.load(str(metric_path(name)), **kwargs)
+
+
+# Zero-argument loaders referenced by the plugin's Metric records.
+def load_exact_match() -> evaluate.Metric:
+    return load_metric("exact_match")
+
+
+load_exact_match_sql = load_exact_match  # the task passes normalizer="sql" for this one
+
+
+def load_accuracy() -> evaluate.Metric:
+    return load_metric("accuracy")
+
+
+def load_f1() -> evaluate.Metric:
+    return load_metric("f1")

@@ -1,0 +1,224 @@
+"""The causal-LM task: supervised fine-tuning with completion-only loss, packing and generation eval."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftrecipe.errors import RecipeRuntimeError
+from ftrecipe.records import resolve
+from ftrecipe.task import DataBundle, EvalResult, ModalityTask, ModelAnatomy
+from ftrecipe_text.formatting import render_example
+from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
+from ftrecipe_text.packing import compare_padding, pack_examples, packed_collate
+from ftrecipe_text.records import FormatError
+from ftrecipe_text.tokenization import IGNORE_INDEX, TokenizedExample, pad_collate, tokenize_examples
+
+MODALITY = "causal-lm"
+NORMALIZERS = {"exact_match": "strip", "exact_match_sql": "sql"}
+
+
+class PackedCollator:
+    """Packed rows -> model inputs with a block-diagonal causal mask (picklable for workers)."""
+
+    def __init__(self, pad_id: int, flash: bool) -> None:
+        self.pad_id, self.flash = pad_id, flash
+
+    def __call__(self, rows: list) -> dict[str, Any]:
+        inputs = packed_collate(rows, self.pad_id)
+        if self.flash:  # flash-attention finds example boundaries from position_ids alone
+            inputs.pop("attention_mask")
+        return {"inputs": inputs, "examples": sum(len(r.lengths) for r in rows), "tokens": sum(len(r) for r in rows)}
+
+
+class PaddedCollator:
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, examples: list[TokenizedExample]) -> dict[str, Any]:
+        inputs = pad_collate(examples, self.pad_id)
+        return {"inputs": inputs, "examples": len(examples), "tokens": sum(len(e) for e in examples)}
+
+
+class CausalLMTask(ModalityTask):
+    """Builds a causal LM, its prompt/completion data, and exact-match evaluation."""
+
+    tokenizer: Any = None
+
+    # -- data ----------------------------------------------------------------------------------
+    def _render(self, rows: list, skipped: dict[str, str], split: str) -> list[tuple[str, str, Any]]:
+        data = self.recipe.data
+        rendered = []
+        for index, row in enumerate(rows):
+            try:
+                prompt, completion = render_example(
+                    row, form=data.form, columns=data.columns, template=data.template,
+                    tokenizer=self.tokenizer if data.form == "chat" else None, row_index=index,
+                )
+            except FormatError as error:
+                if data.on_error == "fail":
+                    raise RecipeRuntimeError(("data", "columns"), f"{split} example {index}: {error}") from error
+                skipped[f"{split}:{index}"] = str(error)
+                continue
+            except ValueError as error:
+                raise RecipeRuntimeError(("data", "form"), str(error)) from error
+            rendered.append((prompt, completion, row))
+        return rendered
+
+    def build_data(self) -> DataBundle:
+        data, ctx = self.recipe.data, self.ctx
+        reader = resolve(ctx.registry.dataset_formats[(MODALITY, data.format)].reader)
+        splits = reader(data, base_dir=ctx.base_dir, seed=ctx.seed, smoke=ctx.smoke)
+        skipped: dict[str, str] = dict(splits.report.pop("skipped_examples", {}))
+        if data.form == "chat" or not builds_from_config(self.recipe, ctx.smoke):
+            self.tokenizer = load_tokenizer(self.recipe, [], ctx.smoke)
+        train = self._render(list(splits.train), skipped, "train")
+        evaluation = self._render(list(splits.eval or []), skipped, "eval")
+        if splits.train and not train:
+            first = next(iter(skipped.values()), "")
+            raise RecipeRuntimeError(("data", "columns"), f"no training example could be read: {first}")
+        if self.tokenizer is None:  # from scratch: a tokenizer trained on the training texts
+            self.tokenizer = load_tokenizer(self.recipe, [p + c for p, c, _ in train], ctx.smoke)
+        tokenized = tokenize_examples(self.tokenizer, [(p, c) for p, c, _ in train], data.max_length)
+        self.eval_pairs = evaluation
+        self.eval_examples = tokenize_examples(self.tokenizer, [(p, c) for p, c, _ in evaluation], data.max_length).examples
+        examples = [e for e in tokenized.examples if e.num_loss_tokens > 0]
+        pad_id = self.tokenizer.pad_token_id
+        batch = self.recipe.training.batch_size
+        padded, packed = compare_padding(examples, batch_size=batch, seq_len=data.max_length) if examples else (None, None)
+        flash = getattr(self.recipe.model, "attn_implementation", "auto") == "flash_attention_2"
+        if data.packing and examples:
+            train_set: Any = pack_examples(examples, data.max_length)
+            collate: Any = PackedCollator(pad_id, flash)
+            waste = packed.padding_fraction
+        else:
+            train_set, collate = examples, PaddedCollator(pad_id)
+            waste = padded.padding_fraction if padded else 0.0
+        report: dict[str, Any] = {
+            **splits.report,
+            "train_examples": len(examples),
+            "eval_examples": len(evaluation),
+            "truncated": tokenized.num_truncated,
+            "completion_truncated": tokenized.num_completion_truncated,
+            "packing": bool(data.packing),
+            "sequences": len(train_set),
+            "padding_fraction": round(waste, 4),
+        }
+        if padded is not None and data.packing:
+            report["padding_fraction_unpacked"] = round(padded.padding_fraction, 4)
+        if skipped:
+            report["skipped"] = len(skipped)
+            report["skipped_examples"] = dict(list(skipped.items())[:50])
+        return DataBundle(
+            train=train_set,
+            eval=self.eval_examples or None,
+            collate=collate,
+            eval_collate=PaddedCollator(pad_id),
+            report=report,
+            files=splits.files,
+        )
+
+    # -- model ---------------------------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        from transformers import AutoModelForCausalLM
+
+        if builds_from_config(self.recipe, self.ctx.smoke):
+            return from_config(self.recipe, self.tokenizer, AutoModelForCausalLM)
+        model = from_pretrained(self.recipe, AutoModelForCausalLM)
+        if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
+            model.resize_token_embeddings(len(self.tokenizer))
+        return model
+
+    def anatomy(self, model: torch.nn.Module) -> ModelAnatomy:
+        anatomy = super().anatomy(model)
+        anatomy.peft_task_type = "CAUSAL_LM"
+        return anatomy
+
+    def batch_counts(self, batch: dict[str, Any]) -> tuple[int, int]:
+        return int(batch["examples"]), int(batch["tokens"])
+
+    def compute_loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        return model(**batch["inputs"]).loss
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, model: torch.nn.Module, data: DataBundle, *, max_examples: int | None) -> EvalResult:
+        device = next(model.parameters()).device
+        limit = max_examples or len(self.eval_examples)
+        examples = self.eval_examples[:limit]
+        total_loss, total_tokens = 0.0, 0
+        collate = PaddedCollator(self.tokenizer.pad_token_id)
+        for start in range(0, len(examples), 16):
+            chunk = examples[start : start + 16]
+            inputs = {k: v.to(device) for k, v in collate(chunk)["inputs"].items()}
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits.float()
+            labels = inputs["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+            total_loss += losses.item()
+            total_tokens += int((labels != IGNORE_INDEX).sum())
+        metrics: dict[str, float] = {}
+        if total_tokens:
+            metrics["eval_loss"] = total_loss / total_tokens
+            metrics["perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
+        wanted = [m for m in self.recipe.evaluation.metrics or [] if m in NORMALIZERS]
+        if not wanted:
+            return EvalResult(metrics)
+        pairs = self.eval_pairs[:limit]
+        predictions = self.generate(model, [p for p, _, _ in pairs])
+        references = [c for _, c, _ in pairs]
+        records = self.ctx.registry.metrics_for(MODALITY)
+        for name in wanted:
+            module = resolve(records[name].load)()
+            score = module.compute(predictions=predictions, references=references, normalizer=NORMALIZERS[name])
+            metrics[name] = float(score["exact_match"])
+        samples = [
+            {"prompt": p, "reference": r, "prediction": g, "match": g.strip() == r.strip()}
+            for (p, _, _), r, g in zip(pairs, references, predictions)
+        ]
+        samples.sort(key=lambda s: s["match"])  # misses first: they are what people need to read
+        return EvalResult(metrics, samples=samples[: self.recipe.evaluation.samples])
+
+    def generate(self, model: torch.nn.Module, prompts: list[str], batch_size: int = 16) -> list[str]:
+        """Greedy (or beam) completions of ``prompts``, batched with left padding."""
+        settings = self.recipe.evaluation.generation
+        device = next(model.parameters()).device
+        tokenizer = self.tokenizer
+        side = tokenizer.padding_side
+        tokenizer.padding_side = "left"
+        outputs: list[str] = []
+        try:
+            for start in range(0, len(prompts), batch_size):
+                encoded = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
+                generated = model.generate(
+                    **encoded,
+                    max_new_tokens=settings.max_new_tokens,
+                    num_beams=settings.num_beams,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+                new_tokens = generated[:, encoded["input_ids"].shape[1] :]
+                outputs.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        finally:
+            tokenizer.padding_side = side
+        return outputs
+
+    # -- saving --------------------------------------------------------------------------------
+    def save(self, model: torch.nn.Module, directory: Path) -> None:
+        from ftrecipe_text.saving import save_text_model
+
+        save_text_model(model, self.tokenizer, self.recipe, directory, smoke=self.ctx.smoke)
+
+    def model_card_notes(self) -> list[str]:
+        return [
+            "## Use",
+            "```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "tokenizer = AutoTokenizer.from_pretrained('model')",
+            "model = AutoModelForCausalLM.from_pretrained('model')  # adapters: peft.AutoPeftModelForCausalLM",
+            "```",
+        ]

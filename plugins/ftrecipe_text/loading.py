@@ -1,0 +1,114 @@
+"""Loading text models and tokenizers the way a recipe asks: pretrained, from scratch, or smoke-sized.
+
+``init: scratch`` (and ``--smoke``) builds a tiny model of the base's architecture family from a
+config, with a byte-level BPE tokenizer trained on the recipe's own texts: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ftrecipe.errors import RecipeRuntimeError
+from ftrecipe_text.tiny import family_of, tiny_config, train_bpe_tokenizer
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def builds_from_config(recipe: Any, smoke: bool) -> bool:
+    return smoke or recipe.model.init == "scratch"
+
+
+def weight_dtype(recipe: Any) -> torch.dtype:
+    """``model.dtype``; for ``auto``: bf16 weights under LoRA with bf16 mixed precision, else fp32.
+
+    Full fine-tuning keeps fp32 master weights (mixed precision autocasts the matmuls); a frozen
+    LoRA base needs no master copy, so it is loaded in bf16 to halve its memory.
+    """
+    if recipe.model.dtype != "auto":
+        return _DTYPES[recipe.model.dtype]
+    if recipe.freeze.strategy in ("lora", "qlora") and recipe.hardware.precision == "bf16-mixed":
+        return torch.bfloat16
+    return torch.float32
+
+
+def quantization_config(recipe: Any) -> Any:
+    quantization = recipe.model.quantization
+    if quantization is None:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if quantization.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quantization.type,
+        bnb_4bit_use_double_quant=quantization.double_quant,
+        bnb_4bit_compute_dtype=_DTYPES[quantization.compute_dtype],
+    )
+
+
+def family(recipe: Any) -> str:
+    found = family_of(recipe.model.base)
+    if found is None:
+        raise RecipeRuntimeError(
+            ("model", "base"),
+            f"cannot tell the architecture family of '{recipe.model.base}' for a from-config model; "
+            "name a family (llama, falcon, bert) or a local directory with a config.json",
+        )
+    return found
+
+
+def load_tokenizer(recipe: Any, texts: Iterable[str], smoke: bool, vocab_size: int = 512) -> Any:
+    """The recipe's tokenizer; a freshly trained BPE when the model is built from a config."""
+    if builds_from_config(recipe, smoke):
+        return train_bpe_tokenizer(texts, vocab_size=int(recipe.model.config.get("vocab_size", vocab_size)))
+    from transformers import AutoTokenizer
+
+    source = recipe.model.tokenizer or recipe.model.base
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        key = ("model", "tokenizer") if recipe.model.tokenizer else ("model", "base")
+        raise RecipeRuntimeError(key, f"cannot load a tokenizer from '{source}': {error}") from error
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def special_ids(tokenizer: Any) -> dict[str, int | None]:
+    return {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+
+
+def from_config(recipe: Any, tokenizer: Any, auto_class: Any, **extra: Any) -> torch.nn.Module:
+    """A randomly initialised tiny model of the base's family (seeded by the runner)."""
+    overrides = {k: v for k, v in recipe.model.config.items() if k != "vocab_size"}
+    config = tiny_config(family(recipe), len(tokenizer), **special_ids(tokenizer), **extra, **overrides)
+    return auto_class.from_config(config)
+
+
+def from_pretrained(recipe: Any, auto_class: Any, **extra: Any) -> torch.nn.Module:
+    model = recipe.model
+    kwargs: dict[str, Any] = {
+        "revision": model.revision,
+        "trust_remote_code": model.trust_remote_code,
+        "dtype": weight_dtype(recipe),
+        **extra,
+    }
+    if quantization_config(recipe) is not None:
+        kwargs["quantization_config"] = quantization_config(recipe)
+    attn = getattr(model, "attn_implementation", "auto")
+    if attn != "auto":
+        kwargs["attn_implementation"] = attn
+    try:
+        return auto_class.from_pretrained(model.base, **kwargs)
+    except OSError as error:
+        raise RecipeRuntimeError(("model", "base"), f"cannot load '{model.base}': {error}") from error

@@ -1,0 +1,90 @@
+"""Registration of the text plugin: causal-LM fine-tuning and text classification.
+
+Torch-free: this module runs on every `ftrecipe validate`; the tasks import the heavy libraries.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from ftrecipe import hookimpl
+from ftrecipe.records import DatasetFormat, Metric, Modality, Problem
+
+from ftrecipe_text import sections as s
+
+CAUSAL_LM = "causal-lm"
+CLASSIFICATION = "text-classification"
+
+
+def _starter(name: str) -> str:
+    return resources.files("ftrecipe_text").joinpath("starters", name).read_text(encoding="utf-8")
+
+
+def _check_causal_lm(recipe) -> list[Problem]:
+    problems = []
+    data = recipe.data
+    if getattr(data, "form", None) == "chat" and data.format != "synthetic" and data.template:
+        problems.append(Problem(("data", "template"), "form chat renders prompts with the chat template; drop template"))
+    if recipe.head.mode != "keep":
+        problems.append(Problem(("head", "mode"), "a causal LM keeps its language-model head; use modality text-classification for labels"))
+    return problems
+
+
+def _check_classification(recipe) -> list[Problem]:
+    if recipe.head.mode == "keep" and recipe.model.init == "pretrained":
+        return [Problem(("head", "mode"), "a classifier needs a head with the recipe's labels: head.mode replace (or append) with labels")]
+    return []
+
+
+@hookimpl
+def ftrecipe_modalities():
+    return [
+        Modality(
+            name=CAUSAL_LM,
+            section=s.CausalLMModel,
+            task="ftrecipe_text.causal_lm:CausalLMTask",
+            description="Supervised fine-tuning of causal language models (LLaMA, Falcon, any AutoModelForCausalLM).",
+            default_metrics=("exact_match",),
+            starter_recipe=_starter("causal-lm.yaml"),
+            checks=(_check_causal_lm,),
+        ),
+        Modality(
+            name=CLASSIFICATION,
+            section=s.TextClassificationModel,
+            task="ftrecipe_text.classification:ClassificationTask",
+            description="Sequence classification: a pre-trained encoder or decoder with a new classifier head.",
+            default_metrics=("accuracy", "f1"),
+            starter_recipe=_starter("text-classification.yaml"),
+            checks=(_check_classification,),
+        ),
+    ]
+
+
+@hookimpl
+def ftrecipe_dataset_formats():
+    reader = "ftrecipe_text.readers:"
+    lm = (CAUSAL_LM,)
+    cls = (CLASSIFICATION,)
+    return [
+        DatasetFormat("jsonl", lm, s.SftJsonl, reader + "read_files", "JSON Lines prompt/completion, instruction or chat records."),
+        DatasetFormat("csv", lm, s.SftCsv, reader + "read_files", "CSV with a header row."),
+        DatasetFormat("parquet", lm, s.SftParquet, reader + "read_files", "Parquet files."),
+        DatasetFormat("hf", lm, s.SftHub, reader + "read_hf", "A Hugging Face datasets id or save_to_disk folder."),
+        DatasetFormat("synthetic", lm, s.SftSynthetic, reader + "read_synthetic_sql", "Template-made text-to-SQL pairs (offline)."),
+        DatasetFormat("sql-eval", lm, s.SqlEvalData, reader + "read_sql_eval", "defog sql-eval questions with gold SQL."),
+        DatasetFormat("jsonl", cls, s.ClassificationJsonl, reader + "read_files", "JSON Lines text/label records."),
+        DatasetFormat("csv", cls, s.ClassificationCsv, reader + "read_files", "CSV text/label records."),
+        DatasetFormat("parquet", cls, s.ClassificationParquet, reader + "read_files", "Parquet text/label records."),
+        DatasetFormat("synthetic", cls, s.ClassificationSynthetic, reader + "read_synthetic_sentiment", "Template-made sentiment sentences (offline)."),
+    ]
+
+
+@hookimpl
+def ftrecipe_metrics():
+    load = "ftrecipe_text.metrics:"
+    return [
+        Metric("exact_match", (CAUSAL_LM,), load + "load_exact_match", description="Generated text equals the reference (whitespace-stripped)."),
+        Metric("exact_match_sql", (CAUSAL_LM,), load + "load_exact_match_sql", description="Exact match after SQL normalisation (case, spacing, trailing ';')."),
+        Metric("accuracy", (CLASSIFICATION,), load + "load_accuracy", description="Share of correct labels."),
+        Metric("f1", (CLASSIFICATION,), load + "load_f1", description="Macro-averaged F1 over the labels."),
+    ]

@@ -1,0 +1,120 @@
+"""Recipe sections the text plugin contributes (torch-free: imported by `ftrecipe validate`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from ftrecipe.sections import DataSection, ModelSection
+
+
+class CausalLMModel(ModelSection):
+    """A causal language model (LLaMA, Falcon, Mistral, ... any ``AutoModelForCausalLM``)."""
+
+    modality: Literal["causal-lm"]
+    tokenizer: str | None = None
+    """Tokenizer hub id or directory, when it is not stored with the base model."""
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    """Attention kernel; ``auto`` lets Transformers choose (packing needs eager or sdpa on CPU)."""
+
+
+class TextClassificationModel(ModelSection):
+    """A sequence classifier: an encoder (BERT-style) or decoder with a classification head."""
+
+    modality: Literal["text-classification"]
+    tokenizer: str | None = None
+    """Tokenizer hub id or directory, when it is not stored with the base model."""
+
+
+class SftData(DataSection):
+    """Supervised fine-tuning examples from files (one record per example)."""
+
+    form: Literal["completion", "instruction", "chat"] = "completion"
+    """``completion``: prompt/completion; ``instruction``: instruction/input/output; ``chat``: a
+    ``messages`` list rendered with the tokenizer's chat template."""
+    template: str | None = None
+    """Prompt template with ``{column}`` placeholders, e.g. ``"{schema}\\n-- {question}\\n"``."""
+    max_length: Annotated[int, Field(ge=8)] = 1024
+    """Tokens per example; longer examples are truncated (prompt first) and counted."""
+    packing: bool = True
+    """Pack several examples into one sequence (without cross-attention) instead of padding."""
+
+
+class SftJsonl(SftData):
+    """JSON Lines file(s), one example object per line."""
+
+    format: Literal["jsonl"]
+
+
+class SftCsv(SftData):
+    """CSV file(s) with a header row."""
+
+    format: Literal["csv"]
+
+
+class SftParquet(SftData):
+    """Parquet file(s)."""
+
+    format: Literal["parquet"]
+
+
+class SftHub(SftData):
+    """A Hugging Face ``datasets`` source: a dataset id (needs the hub) or a ``save_to_disk`` folder."""
+
+    format: Literal["hf"]
+    train_split: str = "train"
+    eval_split: str | None = None
+    subset: str | None = None
+
+
+class SftSynthetic(SftData):
+    """Template-made question/SQL pairs over a small schema, generated offline (demos, smoke tests)."""
+
+    format: Literal["synthetic"]
+    train_size: Annotated[int, Field(ge=1)] = 2000
+    eval_size: Annotated[int, Field(ge=1)] = 64
+    template: str | None = "-- schema: {schema}\n-- question: {question}\n-- sql: "
+    columns: dict[str, str] = Field(default_factory=lambda: {"completion": "query"})
+    """Map from the canonical column names to the generated ones (the SQL is in ``query``)."""
+
+
+class SqlEvalData(SftData):
+    """defog sql-eval (``questions_gen_postgres.csv``): question and gold SQL, with the tables the gold
+    queries use as the schema in the prompt."""
+
+    format: Literal["sql-eval"]
+    template: str | None = "-- schema: {schema}\n-- question: {question}\n-- sql: "
+    columns: dict[str, str] = Field(default_factory=lambda: {"completion": "query"})
+    """Map from the canonical column names to the generated ones (the SQL is in ``query``)."""
+    root: str = "../shared/datasets/sql-eval"
+    """The sql-eval folder, relative to the recipe."""
+
+
+class ClassificationData(DataSection):
+    """Labelled texts. Canonical columns: ``text`` and ``label`` (a label name or id)."""
+
+    max_length: Annotated[int, Field(ge=8)] = 256
+    """Tokens per text; longer texts are truncated and counted."""
+
+
+class ClassificationJsonl(ClassificationData):
+    format: Literal["jsonl"]
+
+
+class ClassificationCsv(ClassificationData):
+    format: Literal["csv"]
+
+
+class ClassificationParquet(ClassificationData):
+    format: Literal["parquet"]
+
+
+class ClassificationSynthetic(ClassificationData):
+    """Short template-made sentences with a sentiment label, generated offline."""
+
+    format: Literal["synthetic"]
+    train_size: Annotated[int, Field(ge=1)] = 1000
+    eval_size: Annotated[int, Field(ge=1)] = 100
+
+
