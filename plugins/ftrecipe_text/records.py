@@ -62,8 +62,10 @@ def get_column(
     canonical name, the mapped file column and the columns the row has. An optional one
     returns ``default`` instead.
     """
+    if not isinstance(row, Mapping):
+        raise FormatError(row_index, f"expected a mapping of column -> value, got {type(row).__name__}")
     name = column_name(canonical, columns)
-    value = row.get(name) if isinstance(row, Mapping) else None
+    value = row.get(name)
     if value is None:
         if not required:
             return default

@@ -113,6 +113,11 @@ def test_chat_form_errors(tokenizer) -> None:
         render_example({"messages": []}, form="chat", template="{x}", tokenizer=tokenizer)
 
 
+def test_non_mapping_row() -> None:
+    with pytest.raises(FormatError, match="expected a mapping"):
+        render_example(["a", "b"], form="completion", row_index=1)  # type: ignore[arg-type]
+
+
 def test_unknown_form() -> None:
     with pytest.raises(ValueError, match="unknown form"):
         render_example({}, form="dialogue")
