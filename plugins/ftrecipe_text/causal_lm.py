@@ -26,9 +26,10 @@ class PackedCollator:
 
     def __init__(self, pad_id: int, flash: bool) -> None:
         self.pad_id, self.flash = pad_id, flash
+        self.mask_format = "bool"  # sdpa; set to "additive" for eager attention once the model is known
 
     def __call__(self, rows: list) -> dict[str, Any]:
-        inputs = packed_collate(rows, self.pad_id)
+        inputs = packed_collate(rows, self.pad_id, mask_format=self.mask_format)
         if self.flash:  # flash-attention finds example boundaries from position_ids alone
             inputs.pop("attention_mask")
         return {"inputs": inputs, "examples": sum(len(r.lengths) for r in rows), "tokens": sum(len(r) for r in rows)}
@@ -93,6 +94,7 @@ class CausalLMTask(ModalityTask):
         if data.packing and examples:
             train_set: Any = pack_examples(examples, data.max_length)
             collate: Any = PackedCollator(pad_id, flash)
+            self.packed_collator = collate
             waste = packed.padding_fraction
         else:
             train_set, collate = examples, PaddedCollator(pad_id)
@@ -126,10 +128,17 @@ class CausalLMTask(ModalityTask):
         from transformers import AutoModelForCausalLM
 
         if builds_from_config(self.recipe, self.ctx.smoke):
-            return from_config(self.recipe, self.tokenizer, AutoModelForCausalLM)
-        model = from_pretrained(self.recipe, AutoModelForCausalLM)
-        if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
-            model.resize_token_embeddings(len(self.tokenizer))
+            model = from_config(self.recipe, self.tokenizer, AutoModelForCausalLM)
+        else:
+            model = from_pretrained(self.recipe, AutoModelForCausalLM)
+            if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
+                model.resize_token_embeddings(len(self.tokenizer))
+        collator = getattr(self, "packed_collator", None)
+        if collator is not None:
+            if getattr(model.config, "alibi", False):
+                raise RecipeRuntimeError(("data", "packing"), "this model uses ALiBi positions, which packing cannot separate; set packing: false")
+            # eager attention adds a float mask to the scores; sdpa takes a boolean one in any precision
+            collator.mask_format = "additive" if model.config._attn_implementation == "eager" else "bool"
         return model
 
     def anatomy(self, model: torch.nn.Module) -> ModelAnatomy:
