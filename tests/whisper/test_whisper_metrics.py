@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datasets  # noqa: F401  (kept on its own line: a combined import line misbehaved)
 import evaluate
 import pytest
 from ftrecipe_whisper.metrics import METRICS, load_metric, metric_path
