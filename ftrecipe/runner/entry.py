@@ -120,6 +120,14 @@ def _smoke_recipe(recipe: RecipeBase) -> RecipeBase:
     smoke.training.checkpoint_every = None
     smoke.evaluation.max_examples = min(smoke.evaluation.max_examples or 4, 4)
     smoke.evaluation.generation.max_new_tokens = min(smoke.evaluation.generation.max_new_tokens, 16)
+    # wherever it is run (a laptop, CI), on what is there: one process, the local device
+    smoke.hardware.devices = smoke.hardware.nodes = 1
+    import torch
+
+    if not torch.cuda.is_available():
+        smoke.hardware.accelerator, smoke.hardware.precision = "cpu", "fp32"
+        if smoke.training.optimizer == "adamw-8bit":
+            smoke.training.optimizer = "adamw"
     return smoke
 
 
@@ -127,6 +135,8 @@ def run_recipe(result: ValidationResult, args: argparse.Namespace) -> int:
     """Run a validated recipe; returns the process exit code."""
     recipe = result.recipe
     assert recipe is not None
+    if args.smoke:
+        recipe = _smoke_recipe(recipe)
     hardware = recipe.hardware
     if (hardware.devices > 1 or hardware.nodes > 1) and not launch.already_launched():
         if hardware.nodes > 1:
@@ -160,8 +170,6 @@ def _run(result: ValidationResult, recipe: RecipeBase, args: argparse.Namespace)
     from ftrecipe.runner.progress import Reporter
     from ftrecipe.task import TaskContext
 
-    if args.smoke:
-        recipe = _smoke_recipe(recipe)
     if args.max_steps is not None:
         if args.max_steps < 1:
             raise RunFailure("--max-steps must be at least 1")

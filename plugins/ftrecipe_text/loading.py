@@ -92,7 +92,16 @@ def from_config(recipe: Any, tokenizer: Any, auto_class: Any, **extra: Any) -> t
     """A randomly initialised tiny model of the base's family (seeded by the runner)."""
     overrides = {k: v for k, v in recipe.model.config.items() if k != "vocab_size"}
     config = tiny_config(family(recipe), len(tokenizer), **special_ids(tokenizer), **extra, **overrides)
-    return auto_class.from_config(config)
+    model = auto_class.from_config(config)
+    quantization = quantization_config(recipe)
+    if quantization is None:
+        return model
+    # quantise the tiny model the way a real base would be: through from_pretrained
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        model.save_pretrained(directory)
+        return auto_class.from_pretrained(directory, quantization_config=quantization, dtype=weight_dtype(recipe))
 
 
 def from_pretrained(recipe: Any, auto_class: Any, **extra: Any) -> torch.nn.Module:

@@ -126,7 +126,7 @@ def read_synthetic_sql(section: Any, *, base_dir: Path, seed: int, smoke: bool) 
 
     train = synthetic_sql(section.train_size, seed=seed)
     seen = {row["question"] for row in train}
-    candidates = synthetic_sql(section.eval_size * 4, seed=seed + 10_000)
+    candidates = synthetic_sql(section.eval_size * 20, seed=seed + 10_000)  # many repeat training questions
     eval_rows = [row for row in candidates if row["question"] not in seen][: section.eval_size]
     return _finish(section, train, eval_rows, seed=seed, smoke=smoke, files=[], skipped={})
 

@@ -1,0 +1,177 @@
+"""The text plugin through `ftrecipe run`: LoRA / QLoRA / full on tiny LLaMA and Falcon checkpoints,
+transfer learning on a tiny BERT, sql-eval end to end, and the offline demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SHARED, run_cli
+
+WORDS = [f"select name from employees where dept = '{d}' and salary > {n};" for d in ("sales", "hr", "it") for n in range(5)]
+
+
+def tiny_checkpoint(directory: Path, family: str, **config) -> Path:
+    """A tiny pre-trained-looking checkpoint: config, random weights and a tokenizer, via save_pretrained."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from ftrecipe_text.tiny import tiny_config, train_bpe_tokenizer
+
+    tokenizer = train_bpe_tokenizer(WORDS * 4 + ["great movie", "awful service", "it was fine"], vocab_size=300)
+    ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    torch.manual_seed(0)
+    auto = AutoModelForSequenceClassification if family == "bert" else AutoModelForCausalLM
+    auto.from_config(tiny_config(family, len(tokenizer), **ids, **config)).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def sft_recipe(tmp: Path, base: Path, freeze: str, save: str | None = None, extra: str = "") -> Path:
+    rows = [{"q": f"who earns over {n} in {d}?", "a": f"select name from employees where dept = '{d}' and salary > {n};"}
+            for d in ("sales", "hr", "it") for n in range(8)]
+    write_jsonl(tmp / "train.jsonl", rows)
+    recipe = tmp / "r.yaml"
+    recipe.write_text(
+        f"model:\n  modality: causal-lm\n  base: {base}\n"
+        f"freeze:\n{freeze}"
+        "data:\n  format: jsonl\n  train: train.jsonl\n  columns: {prompt: q, completion: a}\n  max_length: 64\n"
+        "training:\n  max_steps: 4\n  batch_size: 4\n  learning_rate: 1.0e-3\n  log_every: 1\n"
+        "hardware:\n  accelerator: cpu\n  precision: fp32\n"
+        "evaluation:\n  metrics: [exact_match]\n  max_examples: 4\n  generation: {max_new_tokens: 8}\n"
+        + (f"output:\n  save: {save}\n" if save else "") + extra
+    )
+    return recipe
+
+
+def run_ok(recipe: Path, out: Path, *args: str) -> dict:
+    result = run_cli("run", str(recipe), "--output", str(out), "--quiet", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("llama"), "llama")
+
+
+@pytest.fixture(scope="module")
+def falcon_dir(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("falcon"), "falcon")
+
+
+def test_lora_adapter_loads_back_with_peft(tmp_path, llama_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    recipe = sft_recipe(tmp_path, llama_dir, "  strategy: lora\n  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n")
+    summary = run_ok(recipe, tmp_path / "run")
+    freeze = summary["freeze"]
+    assert 0 < freeze["trainable_parameters"] < freeze["total_parameters"] * 0.2
+    assert summary["data"]["packing"] is True and "padding_fraction" in summary["data"]
+    model_dir = tmp_path / "run" / "model"
+    assert (model_dir / "adapter_config.json").is_file() and (model_dir / "tokenizer.json").is_file()
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(llama_dir), model_dir)
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+
+
+def test_merged_save_is_a_plain_model(tmp_path, falcon_dir):
+    from transformers import AutoModelForCausalLM
+
+    recipe = sft_recipe(tmp_path, falcon_dir, "  strategy: lora\n", save="merged")
+    run_ok(recipe, tmp_path / "run")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
+    base = AutoModelForCausalLM.from_pretrained(falcon_dir)
+    assert sum(p.numel() for p in merged.parameters()) == sum(p.numel() for p in base.parameters())
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_partial_freeze_of_first_layers_and_embeddings(tmp_path, llama_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    freeze = "  strategy: partial\n  freeze: ['model.embed_tokens.*']\n  freeze_layers: {first: 1}\n"
+    run_ok(sft_recipe(tmp_path, llama_dir, freeze), tmp_path / "run")
+    before = AutoModelForCausalLM.from_pretrained(llama_dir).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model").state_dict()
+    assert torch.equal(before["model.embed_tokens.weight"], after["model.embed_tokens.weight"])
+    assert torch.equal(before["model.layers.0.mlp.up_proj.weight"], after["model.layers.0.mlp.up_proj.weight"])
+    assert not torch.equal(before["model.layers.1.mlp.up_proj.weight"], after["model.layers.1.mlp.up_proj.weight"])
+
+
+def test_qlora_4bit_on_cpu(tmp_path, falcon_dir):
+    recipe = sft_recipe(tmp_path, falcon_dir, "  strategy: qlora\n").read_text().replace("precision: fp32", "precision: bf16-mixed")
+    (tmp_path / "q.yaml").write_text(recipe)
+    summary = run_ok(tmp_path / "q.yaml", tmp_path / "run")
+    assert summary["freeze"]["strategy"] == "qlora"
+    resolved = (tmp_path / "run" / "recipe.resolved.yaml").read_text()
+    assert "bits: 4" in resolved and "type: nf4" in resolved
+    assert (tmp_path / "run" / "model" / "adapter_model.safetensors").is_file()
+
+
+def test_transfer_learning_trains_only_the_new_head(tmp_path):
+    base = tiny_checkpoint(tmp_path / "bert", "bert")
+    rows = [{"text": t, "label": l} for t, l in [("great movie", "pos"), ("awful service", "neg")] * 20]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    text = (
+        f"model:\n  modality: text-classification\n  base: {base}\n"
+        "freeze:\n  strategy: transfer\n"
+        "head:\n  mode: replace\n  labels: [neg, pos]\n"
+        "data:\n  format: jsonl\n  train: train.jsonl\n  max_length: 16\n"
+        "training:\n  max_steps: 3\n  batch_size: 8\n  learning_rate: 1.0e-2\n"
+        "hardware:\n  accelerator: cpu\n"
+    )
+    (tmp_path / "t.yaml").write_text(text)
+    head_only = run_ok(tmp_path / "t.yaml", tmp_path / "a")
+    assert head_only["freeze"]["trainable_parameters"] == 64 * 2 + 2  # the classifier: weight and bias
+    assert {"accuracy", "f1"} <= set(head_only["eval_after"])
+    top = run_ok(tmp_path / "t.yaml", tmp_path / "b", "--set", "freeze.unfreeze_top=1")
+    assert top["freeze"]["trainable_parameters"] > head_only["freeze"]["trainable_parameters"]
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "a" / "model")
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+
+
+def test_missing_column_points_at_columns(tmp_path, llama_dir):
+    recipe = sft_recipe(tmp_path, llama_dir, "  strategy: full\n")
+    recipe.write_text(recipe.read_text().replace("completion: a", "completion: answer"))
+    result = run_cli("run", str(recipe), "--output", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert f"{recipe}:9:12: data.columns: no training example could be read" in result.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not (SHARED / "sql-eval").is_dir(), reason="../shared/datasets/sql-eval is absent")
+def test_sql_eval_end_to_end(tmp_path):
+    recipe = tmp_path / "sql.yaml"
+    recipe.write_text(
+        "model:\n  modality: causal-lm\n  base: llama\n  init: scratch\n"
+        f"data:\n  format: sql-eval\n  root: {SHARED / 'sql-eval'}\n  max_length: 384\n  eval_fraction: 0.05\n"
+        "training:\n  epochs: 3\n  batch_size: 4\n  learning_rate: 3.0e-3\n  log_every: 5\n"
+        "hardware:\n  accelerator: cpu\n"
+        "evaluation:\n  metrics: [exact_match_sql]\n  max_examples: 4\n  generation: {max_new_tokens: 24}\n"
+    )
+    summary = run_ok(recipe, tmp_path / "run")
+    assert summary["eval_after"]["eval_loss"] < summary["eval_before"]["eval_loss"] * 0.8
+    assert summary["data"]["train_examples"] + summary["data"]["eval_examples"] == 210
+    samples = [json.loads(x) for x in (tmp_path / "run" / "eval_after_samples.jsonl").read_text().splitlines()]
+    assert samples and "-- schema:" in samples[0]["prompt"] and samples[0]["reference"].upper().startswith("SELECT")
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if r["kind"] == "train"]
+    assert losses[-1] < losses[0] * 0.7
+
+
+@pytest.mark.e2e
+def test_llama_demo_learns_sql(tmp_path):
+    """The README's main command: exact match clearly better after training than before."""
+    summary = run_ok(ROOT / "recipes" / "demo" / "llama.yaml", tmp_path / "demo")
+    assert summary["eval_before"]["exact_match_sql"] <= 0.05
+    assert summary["eval_after"]["exact_match_sql"] >= 0.5
