@@ -127,3 +127,12 @@ def test_two_cpu_processes_match_one_process(tmp_path, example_site):
     for ra, rb in zip(a, b):
         for x, y in zip(ra[2:], rb[2:]):
             assert (x is None and y is None) or abs(x - y) <= 1e-5 * max(1.0, abs(x))
+
+
+def test_out_of_memory_is_explained(tmp_path, example_site):
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(TOY.read_text() + "callbacks: [fault]\n")
+    result = run_cli("run", str(recipe), "--output", str(tmp_path / "run"), site=example_site, env={"FTRECIPE_EXAMPLE_FAULT": "oom:4"})
+    assert result.returncode == 1
+    assert "ran out of memory" in result.stderr and "gradient_checkpointing" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -175,3 +175,15 @@ def test_llama_demo_learns_sql(tmp_path):
     summary = run_ok(ROOT / "recipes" / "demo" / "llama.yaml", tmp_path / "demo")
     assert summary["eval_before"]["exact_match_sql"] <= 0.05
     assert summary["eval_after"]["exact_match_sql"] >= 0.5
+
+
+def test_corrupt_records_are_skipped_and_counted_or_fatal(tmp_path, llama_dir):
+    recipe = sft_recipe(tmp_path, llama_dir, "  strategy: full\n")
+    with open(tmp_path / "train.jsonl", "a") as handle:
+        handle.write("{not json\n[1, 2]\n")
+    summary = run_ok(recipe, tmp_path / "run")
+    assert summary["data"]["skipped"] == 2 and "train.jsonl:25" in summary["data"]["skipped_examples"]
+    strict = recipe.read_text().replace("  max_length: 64\n", "  max_length: 64\n  on_error: fail\n")
+    recipe.write_text(strict)
+    result = run_cli("run", str(recipe), "--output", str(tmp_path / "strict"))
+    assert result.returncode == 2 and "data.train: " in result.stderr and "train.jsonl:25: corrupt record" in result.stderr
