@@ -41,12 +41,6 @@ def fsdd_root() -> Path:
     return FSDD_ROOT
 
 
-def sine(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
-    """A float32 sine tone."""
-    t = np.arange(int(round(seconds * sr))) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
 @pytest.fixture
 def write_wav(tmp_path: Path) -> Callable[..., Path]:
     """Write a WAV under tmp_path: ``write_wav(name, data, sr, subtype="PCM_16")``."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sine
+from whisper_signals import sine
 from ftrecipe_whisper.audio import AudioError, DurationCache, load_audio, probe_audio, resample, to_mono
 
 
