@@ -4,7 +4,7 @@ The demo recipe and the tests need audio a model can actually learn from, withou
 downloads. Each vocabulary word is a fixed sequence of 1-3 syllables; a syllable is an optional
 consonant-like onset (hiss, click, nasal murmur) followed by a voiced vowel: a harmonic series on a
 gliding fundamental, shaped by two formant peaks taken from a table of six vowels. Utterances of
-1-4 words (about 0.3-2 s) vary the speaker per clip (fundamental, vocal-tract scale, tempo,
+1-4 words (about 0.3-2.6 s, 1.25 s on average) vary the speaker per clip (fundamental, vocal-tract scale, tempo,
 loudness) and sit on white/pink line noise and mains hum, so the model must learn word identity,
 not one exact waveform. Everything stays inside the 300-3400 Hz phone band.
 
@@ -113,7 +113,7 @@ def _vowel(
     out = np.zeros(n)
     for h in range(1, int(3400 / f0) + 1):
         fh = h * f0  # formant weights evaluated at the mean harmonic frequency
-        amp = np.exp(-(((fh - f1) / 120) ** 2)) + 0.7 * np.exp(-(((fh - f2) / 180) ** 2)) + 0.02 / h
+        amp = np.exp(-(((fh - f1) / 160) ** 2)) + 0.7 * np.exp(-(((fh - f2) / 240) ** 2)) + 0.02 / h
         out += amp * np.sin(h * phase)
     out /= np.max(np.abs(out)) + 1e-9
     return 0.8 * out * _envelope(n, int(0.015 * sr))
@@ -152,7 +152,7 @@ def synthesize_utterance(
     parts = [np.zeros(int(rng.uniform(0.05, 0.15) * sr))]
     for j, w in enumerate(words):
         if j:
-            parts.append(np.zeros(int(rng.uniform(0.04, 0.12) * sr)))
+            parts.append(np.zeros(int(rng.uniform(0.08, 0.2) * sr)))
         parts.append(_render_word(w, sr, rng, f0, tract, tempo) * rng.uniform(0.7, 1.0))
     parts.append(np.zeros(int(rng.uniform(0.05, 0.15) * sr)))
     wave = np.concatenate(parts) * rng.uniform(0.3, 0.9)
