@@ -16,7 +16,8 @@ RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
 def test_there_are_recipes():
     names = {p.relative_to(ROOT).as_posix() for p in RECIPES}
     assert {"recipes/llama2-7b-sql-qlora.yaml", "recipes/falcon-40b-qlora.yaml", "recipes/bert-tweet-sentiment.yaml",
-            "recipes/demo/llama.yaml", "recipes/demo/falcon.yaml"} <= names
+            "recipes/demo/llama.yaml", "recipes/demo/falcon.yaml", "recipes/whisper-callcenter.yaml",
+            "recipes/demo/whisper.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -42,6 +43,14 @@ def _data_overrides(path: Path, tmp: Path) -> list[str]:
                                        (("love it", "positive"), ("meh", "neutral"), ("hate it", "negative"))]
         (tmp / "t.csv").write_text("\n".join(lines) + "\n")
         return ["--set", f"data.train={tmp / 't.csv'}", "--set", f"data.eval={tmp / 't.csv'}"]
+    if name == "whisper-callcenter":
+        if not (SHARED / "fsdd").is_dir():
+            pytest.skip("../shared/datasets/fsdd is absent")
+        from ftrecipe_whisper.fsdd import fsdd_manifest
+
+        manifest = fsdd_manifest(SHARED / "fsdd", tmp / "calls.csv", limit=24)
+        return ["--set", f"data.train={manifest}", "--set", f"data.eval={manifest}",
+                "--set", "data.columns.audio=audio", "--set", "data.columns.text=text"]
     if name == "llama2-7b-sql-qlora" and not (SHARED / "sql-eval").is_dir():
         pytest.skip("../shared/datasets/sql-eval is absent")
     return []

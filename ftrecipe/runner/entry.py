@@ -166,6 +166,12 @@ def run_recipe(result: ValidationResult, args: argparse.Namespace) -> int:
 def _run(result: ValidationResult, recipe: RecipeBase, args: argparse.Namespace) -> int:
     from accelerate.utils import set_seed
 
+    if not args.debug:  # ftrecipe reports progress itself; keep the libraries' chatter for --debug
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+
     from ftrecipe.runner.loop import Interrupted, train
     from ftrecipe.runner.progress import Reporter
     from ftrecipe.task import TaskContext

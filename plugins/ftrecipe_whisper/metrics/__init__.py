@@ -28,3 +28,12 @@ def metric_path(name: str) -> Path:
 def load_metric(name: str, **kwargs: object) -> evaluate.EvaluationModule:
     """``evaluate.load`` of a bundled metric by local path (works with ``HF_EVALUATE_OFFLINE=1``)."""
     return evaluate.load(str(metric_path(name)), **kwargs)  # type: ignore[arg-type]
+
+
+# Zero-argument loaders referenced by the plugin's Metric records.
+def load_wer() -> evaluate.EvaluationModule:
+    return load_metric("wer")
+
+
+def load_cer() -> evaluate.EvaluationModule:
+    return load_metric("cer")

@@ -1,0 +1,250 @@
+"""The Whisper task: audio -> log-mel features (augmented on the fly) -> seq2seq loss; WER/CER eval."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from ftrecipe.errors import RecipeRuntimeError
+from ftrecipe.records import resolve
+from ftrecipe.task import DataBundle, EvalResult, ModalityTask
+from ftrecipe_whisper.audio import AudioError, load_audio
+from ftrecipe_whisper.augment import AUGMENTATIONS, AugmentStep, sample_seed, step_rng, validate_params
+
+MODALITY = "whisper"
+TINY_KEYS = ("d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim", "chunk_length", "bpe_vocab_size")
+
+
+class AugmentedChain:
+    """The recipe's augmentation steps, resolved through the registry (so plugins can add their own).
+
+    Step k of item i in epoch e draws from ``step_rng(sample_seed(seed, e, i), k)``: the same audio
+    whether the run was interrupted or not, in whichever worker process.
+    """
+
+    def __init__(self, steps: list[tuple[str, float, dict[str, Any], Any]]) -> None:
+        self.steps = steps
+
+    @classmethod
+    def from_recipe(cls, recipe: Any, registry: Any) -> AugmentedChain:
+        records = registry.augmentations_for(MODALITY)
+        steps = []
+        for step in recipe.data.augment:
+            params = step.model_dump(exclude={"name", "p"})
+            if step.name in AUGMENTATIONS:  # built-ins: normalise ranges and choices
+                params = validate_params(step.name, {k: v for k, v in params.items() if v is not None})
+            steps.append((step.name, step.p, params, resolve(records[step.name].apply)))
+        return cls(steps)
+
+    def __call__(self, wave: np.ndarray, sr: int, key: tuple[int, int, int]) -> np.ndarray:
+        for k, (_, p, params, apply) in enumerate(self.steps):
+            rng = step_rng(key, k)
+            if rng.random() < p:
+                wave = np.asarray(apply(wave, sr, rng, **params), dtype=np.float32)
+        return wave
+
+    def describe(self) -> str:
+        parts = []
+        for name, p, params, _ in self.steps:
+            parts.append(AugmentStep(name, params, p).describe() if name in AUGMENTATIONS else f"{name}({params}) p={p:g}")
+        return " -> ".join(parts) or "no augmentation"
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Rows -> (input_features, label ids); augmentation only where ``chain`` is given (training)."""
+
+    def __init__(self, rows: list[dict], processor: Any, sample_rate: int, chain: AugmentedChain | None, seed: int) -> None:
+        self.rows, self.processor, self.sample_rate, self.chain, self.seed = rows, processor, sample_rate, chain, seed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def wave(self, index: int) -> np.ndarray:
+        row = self.rows[int(index)]
+        audio = row["audio"]
+        if isinstance(audio, str):
+            wave = load_audio(audio, self.sample_rate)
+        else:
+            from ftrecipe_whisper.audio import resample
+
+            wave = resample(np.asarray(audio, dtype=np.float32), row["sample_rate"], self.sample_rate)
+        if self.chain is not None and self.chain.steps:
+            wave = self.chain(wave, self.sample_rate, sample_seed(self.seed, getattr(index, "epoch", 0), int(index)))
+        return wave
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, list[int]]:
+        features = self.processor.feature_extractor(self.wave(index), sampling_rate=self.sample_rate).input_features[0]
+        labels = self.processor.tokenizer(self.rows[int(index)]["text"]).input_ids
+        return features, labels
+
+
+class SpeechCollator:
+    """Stacks features; pads labels with -100 and drops the start token the model prepends itself."""
+
+    def __init__(self, decoder_start_token_id: int) -> None:
+        self.start = decoder_start_token_id
+
+    def __call__(self, items: list[tuple[np.ndarray, list[int]]]) -> dict[str, torch.Tensor]:
+        features = torch.from_numpy(np.stack([f for f, _ in items])).float()
+        label_lists = [ids[1:] if ids and ids[0] == self.start else ids for _, ids in items]
+        length = max(len(ids) for ids in label_lists)
+        labels = torch.full((len(items), length), -100, dtype=torch.long)
+        for i, ids in enumerate(label_lists):
+            labels[i, : len(ids)] = torch.tensor(ids)
+        return {"input_features": features, "labels": labels}
+
+
+class WhisperTask(ModalityTask):
+    processor: Any = None
+
+    # -- model and processor -------------------------------------------------------------------
+    def _from_config(self) -> bool:
+        return self.ctx.smoke or self.recipe.model.init == "scratch"
+
+    def _build_processor(self, transcripts: list[str]) -> None:
+        from transformers import WhisperProcessor
+
+        model = self.recipe.model
+        if self._from_config():
+            from ftrecipe_whisper.tiny import build_tiny_whisper
+
+            # A tiny Whisper with a short window and a tokenizer trained on these transcripts.
+            options = {k: v for k, v in model.config.items() if k in TINY_KEYS}
+            unknown = sorted(set(model.config) - set(TINY_KEYS))
+            if unknown:
+                raise RecipeRuntimeError(("model", "config"), f"unknown tiny-Whisper options {unknown}; known: {', '.join(TINY_KEYS)}")
+            self._scratch_dir = tempfile.TemporaryDirectory(prefix="ftrecipe-whisper-")
+            build_tiny_whisper(transcripts, self._scratch_dir.name, language=model.language, task=model.task,
+                               seed=self.ctx.seed, **{"chunk_length": 5, **options})
+            source = self._scratch_dir.name
+        else:
+            source = model.base
+        try:
+            self.processor = WhisperProcessor.from_pretrained(source, revision=None if self._from_config() else model.revision)
+        except OSError as error:
+            raise RecipeRuntimeError(("model", "base"), f"cannot load a Whisper processor from '{source}': {error}") from error
+        self.processor.tokenizer.set_prefix_tokens(language=model.language, task=model.task, predict_timestamps=model.timestamps)
+        self.source = source
+
+    def build_model(self) -> torch.nn.Module:
+        from transformers import WhisperForConditionalGeneration
+
+        kwargs: dict[str, Any] = {"trust_remote_code": self.recipe.model.trust_remote_code}
+        if not self._from_config():
+            kwargs["revision"] = self.recipe.model.revision
+            if self.recipe.model.dtype != "auto":
+                kwargs["dtype"] = getattr(torch, self.recipe.model.dtype)
+        try:
+            model = WhisperForConditionalGeneration.from_pretrained(self.source, **kwargs)
+        except OSError as error:
+            raise RecipeRuntimeError(("model", "base"), f"cannot load '{self.source}': {error}") from error
+        model.generation_config.language = self.recipe.model.language
+        model.generation_config.task = self.recipe.model.task
+        model.generation_config.forced_decoder_ids = None
+        return model
+
+    # -- data ----------------------------------------------------------------------------------
+    def build_data(self) -> DataBundle:
+        data, ctx = self.recipe.data, self.ctx
+        reader = resolve(ctx.registry.dataset_formats[(MODALITY, data.format)].reader)
+        splits = reader(data, base_dir=ctx.base_dir, seed=ctx.seed, smoke=ctx.smoke)
+        self._build_processor([row["text"] for row in splits.train])
+        sample_rate = self.processor.feature_extractor.sampling_rate
+        self.chain = AugmentedChain.from_recipe(self.recipe, ctx.registry)
+        train = SpeechDataset(list(splits.train), self.processor, sample_rate, self.chain, ctx.seed)
+        evaluation = SpeechDataset(list(splits.eval or []), self.processor, sample_rate, None, ctx.seed)
+        if ctx.save_augmented and ctx.is_main_process:
+            self._save_augmented(train, ctx.save_augmented)
+        start = self.processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+        report = {**splits.report, "augmentation": self.chain.describe()}
+        return DataBundle(train=train, eval=evaluation if len(evaluation) else None, collate=SpeechCollator(start),
+                          report=report, files=splits.files)
+
+    def _save_augmented(self, dataset: SpeechDataset, n: int) -> None:
+        """Write N augmented training clips, exactly as epoch 1 hears them, for people to listen to."""
+        from ftrecipe.data import EpochIndex
+
+        out = self.ctx.output_dir / "augmented"
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file_name", "text"])
+            for i in range(min(n, len(dataset))):
+                name = f"aug_{i:04d}.wav"
+                sf.write(out / name, np.clip(dataset.wave(EpochIndex(i, 0)), -1, 1), dataset.sample_rate, subtype="PCM_16")
+                writer.writerow([name, dataset.rows[i]["text"]])
+        (out / "chain.txt").write_text(self.chain.describe() + "\n", encoding="utf-8")
+        self.ctx.log(f"wrote {min(n, len(dataset))} augmented clips to {out}")
+
+    def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(input_features=batch["input_features"], labels=batch["labels"]).loss
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, model: torch.nn.Module, data: DataBundle, *, max_examples: int | None) -> EvalResult:
+        import jiwer
+
+        dataset: SpeechDataset = data.eval
+        count = min(len(dataset), max_examples or len(dataset))
+        device = next(model.parameters()).device
+        dtype = next(model.parameters()).dtype
+        settings = self.recipe.evaluation.generation
+        limit = max(1, model.config.max_target_positions - 8)
+        predictions: list[str] = []
+        total_loss = 0.0
+        collate = data.collate
+        for start in range(0, count, 16):
+            batch = collate([dataset[i] for i in range(start, min(count, start + 16))])
+            features = batch["input_features"].to(device, dtype)
+            total_loss += model(input_features=features, labels=batch["labels"].to(device)).loss.item() * len(features)
+            generated = model.generate(
+                input_features=features,
+                language=self.recipe.model.language,
+                task=self.recipe.model.task,
+                return_timestamps=self.recipe.model.timestamps,
+                max_new_tokens=min(settings.max_new_tokens, limit),
+                num_beams=settings.num_beams,
+            )
+            predictions.extend(self.processor.batch_decode(generated, skip_special_tokens=True))
+        from ftrecipe_whisper.readers import _normalize
+
+        predictions = [_normalize(self.recipe.data, p) for p in predictions]
+        references = [dataset.rows[i]["text"] for i in range(count)]
+        metrics = {"eval_loss": total_loss / max(1, count)}
+        records = self.ctx.registry.metrics_for(MODALITY)
+        for name in self.recipe.evaluation.metrics or []:
+            score = resolve(records[name].load)().compute(predictions=predictions, references=references)
+            metrics.update({k: float(v) for k, v in score.items()} if isinstance(score, dict) else {name: float(score)})
+        samples = [
+            {"audio": r["audio"] if isinstance(r["audio"], str) else f"synthetic:{i}", "reference": ref, "prediction": pred,
+             "wer": jiwer.wer(ref, pred) if ref else float(bool(pred))}
+            for i, (r, ref, pred) in enumerate(zip(dataset.rows, references, predictions))
+        ]
+        samples.sort(key=lambda s: -s["wer"])  # the worst transcriptions first
+        return EvalResult(metrics, samples=samples[: self.recipe.evaluation.samples])
+
+    def save(self, model: torch.nn.Module, directory: Path) -> None:
+        """``save_pretrained`` model and processor: loads straight into pipeline('automatic-speech-recognition')."""
+        from peft import PeftModel
+
+        directory.mkdir(parents=True, exist_ok=True)
+        if isinstance(model, PeftModel) and self.recipe.output.save != "adapter":
+            model = model.merge_and_unload()
+        model.save_pretrained(directory)
+        self.processor.save_pretrained(directory)
+
+    def model_card_notes(self) -> list[str]:
+        return [
+            "## Use",
+            "```python",
+            "from transformers import pipeline",
+            "asr = pipeline('automatic-speech-recognition', model='model')",
+            "print(asr('call.wav')['text'])",
+            "```",
+            f"Augmentation during training: {self.chain.describe()}",
+        ]

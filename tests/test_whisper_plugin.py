@@ -1,0 +1,145 @@
+"""The Whisper plugin through `ftrecipe run`: real 8 kHz telephone audio (FSDD), bad clips, augmentation
+export, freeze plans, and a saved model that loads into a Transformers ASR pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import ROOT, SHARED, run_cli
+
+FSDD = SHARED / "fsdd"
+needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/datasets/fsdd is absent")
+
+TINY = "  base: openai/whisper-tiny\n  init: scratch\n  config: {d_model: 32, ffn_dim: 64, chunk_length: 2}\n"
+
+
+def recipe(tmp: Path, data: str, freeze: str = "  strategy: full\n", extra: str = "") -> Path:
+    path = tmp / "w.yaml"
+    path.write_text(
+        f"model:\n  modality: whisper\n{TINY}"
+        f"freeze:\n{freeze}"
+        f"data:\n{data}"
+        "training:\n  max_steps: 3\n  batch_size: 4\n  learning_rate: 1.0e-3\n  log_every: 1\n"
+        "hardware:\n  accelerator: cpu\n"
+        "evaluation:\n  max_examples: 4\n  generation: {max_new_tokens: 6}\n" + extra
+    )
+    return path
+
+
+def run_ok(path: Path, out: Path, *args: str) -> dict:
+    result = run_cli("run", str(path), "--output", str(out), "--quiet", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def fsdd_manifest(tmp_path_factory) -> Path:
+    if not FSDD.is_dir():
+        pytest.skip("../shared/datasets/fsdd is absent")
+    from ftrecipe_whisper.fsdd import fsdd_manifest as write
+
+    return write(FSDD, tmp_path_factory.mktemp("fsdd") / "train.csv", limit=40)
+
+
+@needs_fsdd
+def test_fsdd_end_to_end_loads_into_an_asr_pipeline(tmp_path, fsdd_manifest):
+    data = (
+        f"  format: manifest\n  train: {fsdd_manifest}\n  eval_fraction: 0.2\n"
+        "  augment:\n    - {name: telephone, p: 0.5}\n    - {name: noise, snr_db: [5, 20], p: 0.5}\n"
+        "    - {name: speed, factor: [0.9, 1.1], p: 0.5}\n    - {name: pitch, semitones: [-1, 1], p: 0.5}\n"
+    )
+    out = tmp_path / "run"
+    summary = run_ok(recipe(tmp_path, data), out, "--save-augmented", "3")
+    report = summary["data"]
+    assert report["train_examples"] == 32 and report["eval_examples"] == 8
+    assert report["sample_rates"] == {"8000": 32}
+    assert len(report["speaker_hours"]) >= 3 and report["total_hours"] > 0
+    assert "50 h" in report["warnings"][0]
+    assert report["augmentation"].startswith("telephone(") and "-> speed(" in report["augmentation"]
+    assert set(summary["eval_before"]) >= {"wer", "cer", "eval_loss"}
+    assert sorted(p.name for p in (out / "augmented").glob("*.wav")) == ["aug_0000.wav", "aug_0001.wav", "aug_0002.wav"]
+    wave, sr = sf.read(out / "augmented" / "aug_0000.wav")
+    assert sr == 16000 and len(wave) > 1000
+    samples = [json.loads(x) for x in (out / "eval_after_samples.jsonl").read_text().splitlines()]
+    assert samples[0]["wer"] >= samples[-1]["wer"] and samples[0]["audio"].endswith(".wav")
+    run = json.loads((out / "run.json").read_text())
+    assert sum(1 for p in run["data_files"] if p.endswith(".wav")) == 40
+
+    from transformers import pipeline
+
+    asr = pipeline("automatic-speech-recognition", model=str(out / "model"))
+    first = next(Path(FSDD / "recordings").glob("*.wav"))
+    audio, rate = sf.read(first, dtype="float32")
+    assert isinstance(asr({"raw": audio, "sampling_rate": rate})["text"], str)
+
+
+def test_bad_clips_are_reported_and_skipped_or_fatal(tmp_path):
+    sr = 16000
+    t = np.arange(int(0.5 * sr)) / sr
+    for i in range(6):
+        sf.write(tmp_path / f"ok{i}.wav", 0.3 * np.sin(2 * np.pi * (300 + 50 * i) * t), sr)
+    sf.write(tmp_path / "empty.wav", np.zeros(0), sr)
+    sf.write(tmp_path / "long.wav", np.zeros(3 * sr), sr)
+    (tmp_path / "broken.wav").write_bytes(b"not audio at all")
+    rows = [f"ok{i}.wav,word {i}" for i in range(6)] + ["empty.wav,x", "long.wav,y", "broken.wav,z", "missing.wav,w"]
+    (tmp_path / "m.csv").write_text("audio,text\n" + "\n".join(rows) + "\n")
+    data = "  format: manifest\n  train: m.csv\n  eval: m.csv\n  max_seconds: 2\n"
+    summary = run_ok(recipe(tmp_path, data), tmp_path / "run")
+    skipped = summary["data"]["skipped_examples"]
+    assert summary["data"]["skipped"] == 4 and summary["data"]["train_examples"] == 6
+    reasons = {Path(k).name: v for k, v in skipped.items()}
+    assert "empty" in reasons["empty.wav"] and "too long" in reasons["long.wav"]
+    assert "missing.wav" in reasons and "broken.wav" in reasons
+    strict = recipe(tmp_path, data + "  on_error: fail\n")
+    result = run_cli("run", str(strict), "--output", str(tmp_path / "strict"))
+    assert result.returncode == 2 and f"{strict}:" in result.stderr and "data.train: " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def synthetic_data() -> str:
+    return "  format: synthetic\n  train_size: 16\n  eval_size: 4\n"
+
+
+@pytest.fixture(scope="module")
+def whisper_dir(tmp_path_factory) -> Path:
+    """A tiny 'pre-trained' Whisper checkpoint on disk (save_pretrained), loaded back by the run."""
+    from ftrecipe_whisper.synthetic import VOCABULARY
+    from ftrecipe_whisper.tiny import build_tiny_whisper
+
+    return build_tiny_whisper(list(VOCABULARY) * 3, tmp_path_factory.mktemp("whisper"), chunk_length=2, d_model=32, ffn_dim=64)
+
+
+def test_encoder_frozen_keeps_encoder_weights(tmp_path, whisper_dir):
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    path = recipe(tmp_path, synthetic_data(), "  strategy: partial\n  freeze: ['model.encoder.*']\n")
+    path.write_text(path.read_text().replace(TINY, f"  base: {whisper_dir}\n"))
+    summary = run_ok(path, tmp_path / "run")
+    assert summary["freeze"]["trainable_parameters"] < summary["freeze"]["total_parameters"]
+    before = WhisperForConditionalGeneration.from_pretrained(whisper_dir).state_dict()
+    after = WhisperForConditionalGeneration.from_pretrained(tmp_path / "run" / "model").state_dict()
+    assert torch.equal(before["model.encoder.layers.0.fc1.weight"], after["model.encoder.layers.0.fc1.weight"])
+    assert not torch.equal(before["model.decoder.layers.0.fc1.weight"], after["model.decoder.layers.0.fc1.weight"])
+
+
+def test_lora_on_attention_merges_for_the_pipeline(tmp_path):
+    freeze = "  strategy: lora\n  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n"
+    summary = run_ok(recipe(tmp_path, synthetic_data(), freeze, extra="output:\n  save: merged\n"), tmp_path / "run")
+    assert summary["freeze"]["trainable_fraction"] < 0.2
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(tmp_path / "run" / "model")
+    assert not any("lora" in n for n, _ in model.named_parameters())
+
+
+@pytest.mark.e2e
+def test_whisper_demo_wer_falls(tmp_path):
+    summary = run_ok(ROOT / "recipes" / "demo" / "whisper.yaml", tmp_path / "demo")
+    assert summary["eval_before"]["wer"] >= 0.9
+    assert summary["eval_after"]["wer"] <= summary["eval_before"]["wer"] - 0.4
