@@ -28,7 +28,14 @@ import soundfile as sf
 
 from .augment import add_noise
 
-__all__ = ["VOCABULARY", "Syllable", "synthetic_clips", "word_code", "write_synthetic_audiofolder"]
+__all__ = [
+    "VOCABULARY",
+    "Syllable",
+    "synthesize_utterance",
+    "synthetic_clips",
+    "word_code",
+    "write_synthetic_audiofolder",
+]
 
 #: Default words: the ten digits (as in FSDD) plus a few call-centre words.
 VOCABULARY: tuple[str, ...] = (
