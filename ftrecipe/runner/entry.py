@@ -8,6 +8,7 @@ written, data is read before a large model is loaded, and every failure becomes 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -171,6 +172,7 @@ def _run(result: ValidationResult, recipe: RecipeBase, args: argparse.Namespace)
 
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
+        logging.getLogger("accelerate").setLevel(logging.ERROR)
 
     from ftrecipe.runner.loop import Interrupted, train
     from ftrecipe.runner.progress import Reporter

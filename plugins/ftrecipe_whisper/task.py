@@ -156,6 +156,22 @@ class WhisperTask(ModalityTask):
         splits = reader(data, base_dir=ctx.base_dir, seed=ctx.seed, smoke=ctx.smoke)
         self._build_processor([row["text"] for row in splits.train])
         sample_rate = self.processor.feature_extractor.sampling_rate
+        window = float(self.processor.feature_extractor.chunk_length)
+        rows = {"train": list(splits.train), "eval": list(splits.eval or [])}
+        too_long = {}
+        for split, items in rows.items():  # the feature extractor would cut them silently
+            for row in items:
+                if row["duration"] > window:
+                    name = row["audio"] if isinstance(row["audio"], str) else f"{split}:synthetic"
+                    if data.on_error == "fail":
+                        raise RecipeRuntimeError(("data", "max_seconds"), f"{name}: {row['duration']:.2f} s is longer than the model's {window:g} s window")
+                    too_long[name] = f"too long: {row['duration']:.2f} s > {window:g} s model window"
+            rows[split] = [row for row in items if row["duration"] <= window]
+        if too_long:
+            splits.report["skipped"] = splits.report.get("skipped", 0) + len(too_long)
+            splits.report.setdefault("skipped_examples", {}).update(too_long)
+            splits.report["train_examples"], splits.report["eval_examples"] = len(rows["train"]), len(rows["eval"])
+        splits.train, splits.eval = rows["train"], rows["eval"] or None
         self.chain = AugmentedChain.from_recipe(self.recipe, ctx.registry)
         train = SpeechDataset(list(splits.train), self.processor, sample_rate, self.chain, ctx.seed)
         evaluation = SpeechDataset(list(splits.eval or []), self.processor, sample_rate, None, ctx.seed)
