@@ -1,10 +1,10 @@
 """What dataset-format readers return, and the seeding that makes augmentation resumable.
 
 Readers are torch-free: they return rows (dicts) in the canonical columns of the modality they
-serve. The runner hands each training example's index to the dataset as an :class:`EpochIndex`, an
-``int`` that also knows its epoch, so a dataset can derive a per-example random generator with
-:func:`example_rng` that is the same whether the run was interrupted or not, and whichever worker
-process loads the example.
+serve. A training dataset that sets the class attribute ``epoch_aware = True`` receives each index as an
+:class:`EpochIndex`, an ``int`` that also knows its epoch, so it can derive a per-example random
+generator with :func:`example_rng` that is the same whether the run was interrupted or not, and
+whichever worker process loads the example (augmentation needs this; others get plain ints).
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class DataBundle:
     """The task's datasets and how to batch them."""
 
     train: Any
-    """A map-style dataset; indices arrive as :class:`ftrecipe.data.EpochIndex`."""
+    """A map-style dataset; with ``epoch_aware = True`` its indices are :class:`ftrecipe.data.EpochIndex`."""
     eval: Any | None
     collate: Callable[[list[Any]], Any]
     eval_collate: Callable[[list[Any]], Any] | None = None

@@ -59,6 +59,8 @@ class AugmentedChain:
 class SpeechDataset(torch.utils.data.Dataset):
     """Rows -> (input_features, label ids); augmentation only where ``chain`` is given (training)."""
 
+    epoch_aware = True  # indices carry their epoch: augmentation is seeded per (seed, epoch, index)
+
     def __init__(self, rows: list[dict], processor: Any, sample_rate: int, chain: AugmentedChain | None, seed: int) -> None:
         self.rows, self.processor, self.sample_rate, self.chain, self.seed = rows, processor, sample_rate, chain, seed
 
