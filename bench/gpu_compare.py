@@ -59,10 +59,11 @@ def recipe_data(shape: str, mode: str, steps: int, batch: int, seq_len: int, tin
         data = {"format": "synthetic", "train_size": max(256, steps * batch * 8), "eval_size": 1, "max_length": seq_len}
     else:
         data = {"format": "synthetic", "train_size": max(64, steps * batch), "eval_size": 1}
+    model_extra = {} if cuda or mode != "qlora" else {"quantization": {"bits": 4, "compute_dtype": "float32"}}
     return {
         "name": f"bench-{shape}-{mode}",
         "model": {"modality": spec["modality"], "base": spec["base"], "init": "scratch",
-                  "config": TINY[spec["modality"]] if tiny else spec["config"]},
+                  "config": TINY[spec["modality"]] if tiny else spec["config"], **model_extra},
         "freeze": FREEZE[mode],
         "data": data,
         "training": {"max_steps": steps, "batch_size": batch, "learning_rate": 1e-5, "log_every": max(1, steps // 4),
@@ -100,7 +101,9 @@ def plain_loop(raw: dict[str, Any], steps: int) -> dict[str, Any]:
     from ftrecipe.task import TaskContext
     from ftrecipe.validation import validate_data
 
-    recipe = validate_data(raw, source="bench.yaml").recipe
+    result = validate_data(raw, source="bench.yaml")
+    assert result.ok, [d.text() for d in result.diagnostics]
+    recipe = result.recipe
     registry = get_registry()
     task = resolve(registry.modalities[recipe.model.modality].task)(
         TaskContext(recipe=recipe, registry=registry, base_dir=Path("."), output_dir=Path(tempfile.mkdtemp()), log=lambda m: None)
