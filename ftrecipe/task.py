@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import torch
 
+    from ftrecipe.data import DatasetSplits
     from ftrecipe.registry import Registry
     from ftrecipe.runner.session import TrainSession
     from ftrecipe.sections import RecipeBase
@@ -107,6 +108,14 @@ class ModalityTask:
     def build_data(self) -> DataBundle:
         raise NotImplementedError
 
+    def read_data(self) -> DatasetSplits:
+        """Rows from the recipe's dataset format, through whichever plugin registered it."""
+        from ftrecipe.records import resolve
+
+        data, ctx = self.recipe.data, self.ctx
+        reader = resolve(ctx.registry.dataset_formats[(self.recipe.model.modality, data.format)].reader)
+        return reader(data, base_dir=ctx.base_dir, seed=ctx.seed, smoke=ctx.smoke)
+
     def batch_counts(self, batch: Any) -> tuple[int, int]:
         """(examples, tokens) in a batch, for throughput; tokens 0 where they mean nothing."""
         import torch
@@ -128,6 +137,16 @@ class ModalityTask:
     # -- evaluation and saving -----------------------------------------------------------------
     def evaluate(self, model: torch.nn.Module, data: DataBundle, *, max_examples: int | None) -> EvalResult:
         raise NotImplementedError
+
+    def metric(self, name: str, predictions: Sequence[Any], references: Sequence[Any], **options: Any) -> dict[str, float]:
+        """Score with the registered metric ``name`` (an offline ``evaluate`` module) as ``{key: value}``."""
+        from ftrecipe.records import resolve
+
+        record = self.ctx.registry.metrics_for(self.recipe.model.modality)[name]
+        score = resolve(record.load)().compute(predictions=list(predictions), references=list(references), **options)
+        if isinstance(score, dict):
+            return {key: float(value) for key, value in score.items()}
+        return {name: float(score)}
 
     def save(self, model: torch.nn.Module, directory: Path) -> None:
         """Write the final model in its ecosystem's native format (``save_pretrained``, ...)."""

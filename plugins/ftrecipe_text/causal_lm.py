@@ -9,7 +9,6 @@ from typing import Any
 import torch
 
 from ftrecipe.errors import RecipeRuntimeError
-from ftrecipe.records import resolve
 from ftrecipe.task import DataBundle, EvalResult, ModalityTask, ModelAnatomy
 from ftrecipe_text.formatting import render_example
 from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
@@ -17,7 +16,6 @@ from ftrecipe_text.packing import compare_padding, pack_examples, packed_collate
 from ftrecipe_text.records import FormatError
 from ftrecipe_text.tokenization import IGNORE_INDEX, TokenizedExample, pad_collate, tokenize_examples
 
-MODALITY = "causal-lm"
 NORMALIZERS = {"exact_match": "strip", "exact_match_sql": "sql"}
 
 
@@ -71,8 +69,7 @@ class CausalLMTask(ModalityTask):
 
     def build_data(self) -> DataBundle:
         data, ctx = self.recipe.data, self.ctx
-        reader = resolve(ctx.registry.dataset_formats[(MODALITY, data.format)].reader)
-        splits = reader(data, base_dir=ctx.base_dir, seed=ctx.seed, smoke=ctx.smoke)
+        splits = self.read_data()
         skipped: dict[str, str] = dict(splits.report.pop("skipped_examples", {}))
         if data.form == "chat" or not builds_from_config(self.recipe, ctx.smoke):
             self.tokenizer = load_tokenizer(self.recipe, [], ctx.smoke)
@@ -179,11 +176,8 @@ class CausalLMTask(ModalityTask):
         pairs = self.eval_pairs[:limit]
         predictions = self.generate(model, [p for p, _, _ in pairs])
         references = [c for _, c, _ in pairs]
-        records = self.ctx.registry.metrics_for(MODALITY)
         for name in wanted:
-            module = resolve(records[name].load)()
-            score = module.compute(predictions=predictions, references=references, normalizer=NORMALIZERS[name])
-            metrics[name] = float(score["exact_match"])
+            metrics[name] = self.metric(name, predictions, references, normalizer=NORMALIZERS[name])["exact_match"]
         samples = [
             {"prompt": p, "reference": r, "prediction": g, "match": g.strip() == r.strip()}
             for (p, _, _), r, g in zip(pairs, references, predictions)

@@ -8,11 +8,9 @@ from typing import Any
 import torch
 
 from ftrecipe.errors import RecipeRuntimeError
-from ftrecipe.records import resolve
 from ftrecipe.task import DataBundle, EvalResult, ModalityTask, ModelAnatomy
 from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
 
-MODALITY = "text-classification"
 
 
 class EncodedCollator:
@@ -64,8 +62,7 @@ class ClassificationTask(ModalityTask):
 
     def build_data(self) -> DataBundle:
         data, ctx = self.recipe.data, self.ctx
-        reader = resolve(ctx.registry.dataset_formats[(MODALITY, data.format)].reader)
-        splits = reader(data, base_dir=ctx.base_dir, seed=ctx.seed, smoke=ctx.smoke)
+        splits = self.read_data()
         train_rows, eval_rows = list(splits.train), list(splits.eval or [])
         self.labels = self._labels(train_rows)
         text_column = data.columns.get("text", "text")
@@ -112,11 +109,8 @@ class ClassificationTask(ModalityTask):
             predictions.extend(output.logits.argmax(-1).tolist())
         references = [label for _, label in examples]
         metrics = {"eval_loss": total_loss / max(1, len(examples))}
-        records = self.ctx.registry.metrics_for(MODALITY)
         for name in self.recipe.evaluation.metrics or []:
-            module = resolve(records[name].load)()
-            extra = {"average": "macro"} if name == "f1" else {}
-            metrics.update({k: float(v) for k, v in module.compute(predictions=predictions, references=references, **extra).items()})
+            metrics.update(self.metric(name, predictions, references, **({"average": "macro"} if name == "f1" else {})))
         samples = [
             {"text": self.tokenizer.decode(ids, skip_special_tokens=True), "label": self.labels[ref], "predicted": self.labels[pred]}
             for (ids, ref), pred in zip(examples, predictions)

@@ -14,7 +14,7 @@ import torch
 from ftrecipe.errors import RecipeRuntimeError
 from ftrecipe.records import resolve
 from ftrecipe.task import DataBundle, EvalResult, ModalityTask
-from ftrecipe_whisper.audio import AudioError, load_audio
+from ftrecipe_whisper.audio import load_audio
 from ftrecipe_whisper.augment import AUGMENTATIONS, AugmentStep, sample_seed, step_rng, validate_params
 
 MODALITY = "whisper"
@@ -154,8 +154,7 @@ class WhisperTask(ModalityTask):
     # -- data ----------------------------------------------------------------------------------
     def build_data(self) -> DataBundle:
         data, ctx = self.recipe.data, self.ctx
-        reader = resolve(ctx.registry.dataset_formats[(MODALITY, data.format)].reader)
-        splits = reader(data, base_dir=ctx.base_dir, seed=ctx.seed, smoke=ctx.smoke)
+        splits = self.read_data()
         self._build_processor([row["text"] for row in splits.train])
         sample_rate = self.processor.feature_extractor.sampling_rate
         window = float(self.processor.feature_extractor.chunk_length)
@@ -234,10 +233,8 @@ class WhisperTask(ModalityTask):
         predictions = [_normalize(self.recipe.data, p) for p in predictions]
         references = [dataset.rows[i]["text"] for i in range(count)]
         metrics = {"eval_loss": total_loss / max(1, count)}
-        records = self.ctx.registry.metrics_for(MODALITY)
         for name in self.recipe.evaluation.metrics or []:
-            score = resolve(records[name].load)().compute(predictions=predictions, references=references)
-            metrics.update({k: float(v) for k, v in score.items()} if isinstance(score, dict) else {name: float(score)})
+            metrics.update(self.metric(name, predictions, references))
         samples = [
             {"audio": r["audio"] if isinstance(r["audio"], str) else f"synthetic:{i}", "reference": ref, "prediction": pred,
              "wer": jiwer.wer(ref, pred) if ref else float(bool(pred))}
