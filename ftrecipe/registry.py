@@ -131,8 +131,8 @@ def _index(
     return index
 
 
-def build_registry(extra_modules: Iterable[tuple[str, ModuleType]] = ()) -> Registry:
-    """Load every ``ftrecipe`` entry point (plus ``extra_modules``, for tests) into a registry."""
+def build_registry() -> Registry:
+    """Load every ``ftrecipe`` entry point into a registry."""
     manager = pluggy.PluginManager(hookspec.PROJECT)
     manager.add_hookspecs(hookspec)
     plugins: list[PluginInfo] = []
@@ -155,8 +155,6 @@ def build_registry(extra_modules: Iterable[tuple[str, ModuleType]] = ()) -> Regi
             info.traceback = traceback.format_exc()  # type: ignore[attr-defined]
             module = None
         loaded.append((info, module))
-    for name, module in extra_modules:
-        loaded.append((PluginInfo(name, module.__name__, "(in-process)", "", False), module))
 
     for info, module in loaded:
         plugins.append(info)

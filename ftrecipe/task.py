@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ftrecipe.data import DatasetSplits
     from ftrecipe.registry import Registry
-    from ftrecipe.runner.session import TrainSession
+    from ftrecipe.runner.session import FitResult, TrainSession
     from ftrecipe.sections import RecipeBase
 
 
@@ -131,8 +131,12 @@ class ModalityTask:
         """The scalar loss of one micro-batch (already on the device)."""
         raise NotImplementedError
 
-    def fit(self, session: TrainSession) -> None:  # pragma: no cover - for owns_loop tasks
-        raise NotImplementedError
+    def fit(self, session: TrainSession) -> FitResult:
+        """Train with your own inner loop (``owns_loop = True``), reporting through ``session``:
+        ``session.freeze(model)``, ``session.log(step, loss=..., lr=..., epoch=...)``,
+        ``with session.checkpoint(step) as directory: ...`` and ``session.evaluation("after", step, result)``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets owns_loop but does not implement fit()")
 
     # -- evaluation and saving -----------------------------------------------------------------
     def evaluate(self, model: torch.nn.Module, data: DataBundle, *, max_examples: int | None) -> EvalResult:

@@ -190,6 +190,8 @@ def _dispatch(data: dict, registry: Registry, locate: _Locator) -> str | Diagnos
     modality = model.get("modality")
     if modality is None:
         return locate(("model", "modality"), f"missing required key 'modality'; allowed: {', '.join(names)}", prefer_key=True)
+    if not isinstance(modality, str):
+        return locate(("model", "modality"), f"must be the name of a modality; allowed: {', '.join(names)}")
     if modality not in registry.modalities:
         failed = [f"plugin '{p.name}' failed to load ({p.error})" for p in registry.failed_plugins()]
         note = f"; note: {'; '.join(failed)}" if failed else ""

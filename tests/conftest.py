@@ -67,14 +67,13 @@ def run_cli(*args: str, site: Path | None = None, cwd: Path | None = None, env: 
 
 @pytest.fixture(scope="session")
 def example_registry(example_site: Path):
-    """An in-process registry with the built-ins plus the example plugin."""
+    """An in-process registry with the built-ins plus the example plugin, found through its entry point."""
+    from ftrecipe.registry import build_registry
+
     sys.path.insert(0, str(example_site))
     try:
-        import importlib
-
-        from ftrecipe.registry import build_registry
-
-        module = importlib.import_module("ftrecipe_example.plugin")
-        return build_registry(extra_modules=[("example", module)])
+        registry = build_registry()
     finally:
         sys.path.remove(str(example_site))
+    assert "toy-regression" in registry.modalities and not registry.failed_plugins()
+    return registry

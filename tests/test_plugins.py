@@ -34,7 +34,7 @@ def test_out_of_tree_plugin_is_listed(example_site):
     listing = {p["name"]: p for p in json.loads(out.stdout)["plugins"]}
     example = listing["example"]
     assert example["distribution"] == "ftrecipe-example" and example["version"] == "0.3.0"
-    assert example["builtin"] is False and example["modalities"] == ["toy-regression"]
+    assert example["builtin"] is False and example["modalities"] == ["toy-external", "toy-regression"]
     assert all(p["builtin"] for name, p in listing.items() if name != "example")
     text = run_cli("plugins", site=example_site)
     assert "ftrecipe-example" in text.stdout and "third-party" in text.stdout

@@ -185,3 +185,8 @@ def test_cli_formats_and_exit_codes(tmp_path, example_site):
     assert report[0]["valid"] is False and report[0]["diagnostics"][0]["line"] == 7
     out = run_cli("validate", str(tmp_path / "missing.yaml"), site=example_site)
     assert out.returncode == 2 and "no such file" in out.stdout
+
+
+def test_modality_of_the_wrong_type(example_registry):
+    result = check("model:\n  modality: [a]\n  base: x\ndata:\n  format: synthetic\n", example_registry)
+    assert texts(result)[0].startswith("r.yaml:2:13: model.modality: must be the name of a modality; allowed:")

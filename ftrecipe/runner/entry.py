@@ -164,6 +164,25 @@ def run_recipe(result: ValidationResult, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+def _fit(task: Any, data: Any, accelerator: Any, output_dir: Path, reporter: Any, metrics_log: Any, callbacks: list, args: argparse.Namespace) -> Any:
+    """A task that owns its inner loop trains itself and reports through a TrainSession."""
+    from ftrecipe.freeze import FreezeReport
+    from ftrecipe.runner.checkpoint import LoopState
+    from ftrecipe.runner.loop import LoopResult
+    from ftrecipe.runner.session import TrainSession
+
+    session = TrainSession(task=task, output_dir=output_dir, reporter=reporter, metrics_log=metrics_log,
+                           callbacks=callbacks, resume=args.resume, max_steps=args.max_steps)
+    try:
+        fitted = task.fit(session)
+    finally:
+        session.stop()
+    state = LoopState(step=fitted.steps, epoch=fitted.epochs, samples=fitted.samples,
+                      train_seconds=session.train_seconds, eval_before=session.eval_before)
+    freeze = fitted.freeze_report or FreezeReport(task.recipe.freeze.strategy, 0, 0)
+    return LoopResult(state, session.eval_before, session.eval_after, freeze, data, fitted.model, accelerator.num_processes)
+
+
 def _run(result: ValidationResult, recipe: RecipeBase, args: argparse.Namespace) -> int:
     from accelerate.utils import set_seed
 
@@ -232,17 +251,20 @@ def _run(result: ValidationResult, recipe: RecipeBase, args: argparse.Namespace)
     metrics_log = MetricsLog(output_dir / METRICS_FILE)
     started = time.perf_counter()
     try:
-        outcome = train(
-            task=task,
-            accelerator=accelerator,
-            output_dir=output_dir,
-            reporter=reporter,
-            metrics_log=metrics_log,
-            data=data,
-            resume=args.resume,
-            max_steps=args.max_steps,
-            callbacks=callbacks,
-        )
+        if task.owns_loop:
+            outcome = _fit(task, data, accelerator, output_dir, reporter, metrics_log, callbacks, args)
+        else:
+            outcome = train(
+                task=task,
+                accelerator=accelerator,
+                output_dir=output_dir,
+                reporter=reporter,
+                metrics_log=metrics_log,
+                data=data,
+                resume=args.resume,
+                max_steps=args.max_steps,
+                callbacks=callbacks,
+            )
     except Interrupted as stop:
         if main:
             command = " ".join(["ftrecipe", *[a for a in args.argv if a != "--resume"], "--resume"])

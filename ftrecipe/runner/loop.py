@@ -200,7 +200,7 @@ def train(
             reporter.evaluation("eval before training", before.metrics)
             if accelerator.is_main_process:
                 metrics_log.append({"step": 0, "kind": "eval_before", **before.metrics})
-                _save_samples(output_dir / "eval_before_samples.jsonl", before)
+                save_samples(output_dir / "eval_before_samples.jsonl", before)
 
     model.train()
     reporter.start(total_steps, steps_per_epoch, state.step)
@@ -294,7 +294,7 @@ def train(
         reporter.evaluation("eval after training", after.metrics, state.eval_before)
         if accelerator.is_main_process:
             metrics_log.append({"step": state.step, "kind": "eval_after", **after.metrics})
-            _save_samples(output_dir / "eval_after_samples.jsonl", after)
+            save_samples(output_dir / "eval_after_samples.jsonl", after)
     return LoopResult(state, state.eval_before, after, freeze_report, data, model, accelerator.num_processes)
 
 
@@ -318,7 +318,7 @@ def _periodic_eval(evaluate, state, reporter, metrics_log, accelerator, callback
     return result
 
 
-def _save_samples(path: Path, result: EvalResult) -> None:
+def save_samples(path: Path, result: EvalResult) -> None:
     import json
 
     if result.samples:
