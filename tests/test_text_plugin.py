@@ -170,9 +170,10 @@ def test_sql_eval_end_to_end(tmp_path):
 
 
 @pytest.mark.e2e
-def test_llama_demo_learns_sql(tmp_path):
-    """The README's main command: exact match clearly better after training than before."""
-    summary = run_ok(ROOT / "recipes" / "demo" / "llama.yaml", tmp_path / "demo")
+@pytest.mark.parametrize("demo", ["llama", "falcon"])
+def test_demo_learns_sql(tmp_path, demo):
+    """The README's main command (and its Falcon twin): exact match clearly better after training."""
+    summary = run_ok(ROOT / "recipes" / "demo" / f"{demo}.yaml", tmp_path / "demo")
     assert summary["eval_before"]["exact_match_sql"] <= 0.05
     assert summary["eval_after"]["exact_match_sql"] >= 0.5
 
@@ -187,3 +188,22 @@ def test_corrupt_records_are_skipped_and_counted_or_fatal(tmp_path, llama_dir):
     recipe.write_text(strict)
     result = run_cli("run", str(recipe), "--output", str(tmp_path / "strict"))
     assert result.returncode == 2 and "data.train: " in result.stderr and "train.jsonl:25: corrupt record" in result.stderr
+
+
+def test_hugging_face_dataset_folder_and_chat_form(tmp_path, llama_dir):
+    import datasets
+
+    messages = [[{"role": "user", "content": f"double {i}"}, {"role": "assistant", "content": str(2 * i)}] for i in range(20)]
+    datasets.Dataset.from_dict({"messages": messages}).save_to_disk(str(tmp_path / "chats"))
+    recipe = tmp_path / "chat.yaml"
+    recipe.write_text(
+        f"model:\n  modality: causal-lm\n  base: {llama_dir}\n"
+        "data:\n  format: hf\n  train: chats\n  form: chat\n  max_length: 64\n"
+        "training:\n  max_steps: 2\n  batch_size: 4\n"
+        "hardware:\n  accelerator: cpu\n"
+        "evaluation:\n  max_examples: 2\n  generation: {max_new_tokens: 4}\n"
+    )
+    summary = run_ok(recipe, tmp_path / "run")
+    assert summary["data"]["train_examples"] == 18 and summary["data"]["eval_examples"] == 2
+    sample = json.loads((tmp_path / "run" / "eval_after_samples.jsonl").read_text().splitlines()[0])
+    assert "<|user|>" in sample["prompt"] and sample["prompt"].rstrip().endswith("<|assistant|>")
