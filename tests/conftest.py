@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,6 +64,13 @@ def run_cli(*args: str, site: Path | None = None, cwd: Path | None = None, env: 
     return subprocess.run(
         [sys.executable, "-m", "ftrecipe", *args], capture_output=True, text=True, cwd=cwd, env=environment, timeout=timeout
     )
+
+
+def run_ok(recipe: Path, out: Path, *args: str, site: Path | None = None) -> dict:
+    """`ftrecipe run RECIPE --output OUT --quiet ...` that must succeed; returns its summary.json."""
+    result = run_cli("run", str(recipe), "--output", str(out), "--quiet", *args, site=site)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "summary.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SHARED, run_cli
+from tests.conftest import ROOT, SHARED, run_cli, run_ok
 
 WORDS = [f"select name from employees where dept = '{d}' and salary > {n};" for d in ("sales", "hr", "it") for n in range(5)]
 
@@ -49,12 +49,6 @@ def sft_recipe(tmp: Path, base: Path, freeze: str, save: str | None = None, extr
         + (f"output:\n  save: {save}\n" if save else "") + extra
     )
     return recipe
-
-
-def run_ok(recipe: Path, out: Path, *args: str) -> dict:
-    result = run_cli("run", str(recipe), "--output", str(out), "--quiet", *args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((out / "summary.json").read_text())
 
 
 @pytest.fixture(scope="module")

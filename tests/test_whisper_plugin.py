@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import ROOT, SHARED, run_cli
+from tests.conftest import ROOT, SHARED, run_cli, run_ok
 
 FSDD = SHARED / "fsdd"
 needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/datasets/fsdd is absent")
@@ -29,12 +29,6 @@ def recipe(tmp: Path, data: str, freeze: str = "  strategy: full\n", extra: str 
         "evaluation:\n  max_examples: 4\n  generation: {max_new_tokens: 6}\n" + extra
     )
     return path
-
-
-def run_ok(path: Path, out: Path, *args: str) -> dict:
-    result = run_cli("run", str(path), "--output", str(out), "--quiet", *args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((out / "summary.json").read_text())
 
 
 @pytest.fixture(scope="module")
