@@ -139,3 +139,13 @@ def test_whisper_demo_wer_falls(tmp_path):
     summary = run_ok(ROOT / "recipes" / "demo" / "whisper.yaml", tmp_path / "demo")
     assert summary["eval_before"]["wer"] >= 0.9
     assert summary["eval_after"]["wer"] <= summary["eval_before"]["wer"] - 0.4
+
+
+def test_top_decoder_layers_on_a_frozen_body(tmp_path, whisper_dir):
+    freeze = "  strategy: transfer\n  unfreeze_top: 1\n  unfreeze_stack: decoder\n"
+    path = recipe(tmp_path, synthetic_data(), freeze)
+    path.write_text(path.read_text().replace(TINY, f"  base: {whisper_dir}\n"))
+    summary = run_ok(path, tmp_path / "run")
+    report = summary["freeze"]
+    assert report["frozen_layers"] == {"decoder": [0]}  # of two decoder layers, the top one trains
+    assert 0 < report["trainable_parameters"] < report["total_parameters"] / 2
