@@ -155,3 +155,14 @@ def test_a_task_that_owns_its_loop_reports_through_the_session(tmp_path, example
     longer = run_cli("run", str(recipe), "--output", str(out), "--resume", "--set", "training.max_steps=20", site=example_site)
     assert longer.returncode == 0, longer.stderr
     assert json.loads((out / "summary.json").read_text())["steps"] == 20
+
+
+def test_gradient_accumulation_matches_the_larger_batch(tmp_path, example_site):
+    """4 examples x 2 accumulated micro-batches = one batch of 8: same weights, within float tolerance."""
+    args = ["--set", "training.max_steps=6", "--set", "training.checkpoint_every=100", "--set", "data.augment=[]"]
+    one = run_cli("run", str(TOY), "--output", str(tmp_path / "a"), *args, site=example_site)
+    two = run_cli("run", str(TOY), "--output", str(tmp_path / "b"), *args, "--set", "training.batch_size=4",
+                  "--set", "training.gradient_accumulation=2", site=example_site)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
