@@ -66,8 +66,8 @@ def check_precision(recipe: RecipeBase) -> Iterator[Problem]:
         yield Problem(("hardware", "precision"), f"fp16-mixed needs CUDA; on {hardware.accelerator} use bf16-mixed or fp32")
     if hardware.strategy == "deepspeed" and hardware.accelerator in ("cpu", "mps"):
         yield Problem(("hardware", "strategy"), f"DeepSpeed needs CUDA devices, not {hardware.accelerator}")
-    if hardware.strategy == "fsdp" and hardware.accelerator == "mps":
-        yield Problem(("hardware", "strategy"), "FSDP does not run on MPS")
+    if hardware.strategy == "fsdp" and hardware.accelerator in ("cpu", "mps"):
+        yield Problem(("hardware", "strategy"), f"FSDP shards over CUDA devices, not {hardware.accelerator}; use ddp")
     if recipe.model.dtype == "float16" and hardware.accelerator == "cpu":
         yield Problem(("model", "dtype"), "float16 weights are not supported for training on the CPU; use bfloat16 or float32")
 

@@ -140,6 +140,7 @@ def test_yaml_level_problems(example_registry, text, expected):
         ("output:\n  save: merged\n", "r.yaml:7:9: output.save: save: merged needs a LoRA strategy"),
         ("hardware:\n  accelerator: cpu\n  precision: fp16-mixed\n", "r.yaml:8:14: hardware.precision: fp16-mixed needs CUDA"),
         ("model_extra: 1\n", "r.yaml:6:1: model_extra: unknown key 'model_extra'"),
+        ("hardware:\n  accelerator: cpu\n  strategy: fsdp\n", "r.yaml:8:13: hardware.strategy: FSDP shards over CUDA devices"),
     ],
 )
 def test_contradictions_are_located(example_registry, fragment, expected):

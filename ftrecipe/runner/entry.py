@@ -206,6 +206,9 @@ def _run(result: ValidationResult, recipe: RecipeBase, args: argparse.Namespace)
     accelerator.wait_for_everyone()  # everyone has checked the directory before anything is written
     main = accelerator.is_main_process
     reporter = Reporter(enabled=main, quiet=args.quiet)
+    wanted = {"fsdp": "FSDP", "deepspeed": "DEEPSPEED"}.get(recipe.hardware.strategy)
+    if wanted and accelerator.num_processes > 1 and wanted not in str(accelerator.distributed_type):
+        reporter.warn(f"hardware.strategy {recipe.hardware.strategy} is not available here ({accelerator.distributed_type}); running plain data parallel")
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(output_dir / RESOLVED_FILE, resolved_yaml(recipe))

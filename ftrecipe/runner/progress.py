@@ -42,6 +42,7 @@ class Reporter:
 
     def __init__(self, *, enabled: bool, quiet: bool, console: Console | None = None) -> None:
         self.console = console or Console(stderr=False, highlight=False)
+        self.main = enabled
         self.enabled = enabled and not quiet
         self.quiet = quiet or not enabled
         self.live = self.enabled and self.console.is_terminal
@@ -56,7 +57,7 @@ class Reporter:
     def warn(self, message: str) -> None:
         if self.enabled:
             self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
-        elif not self.quiet:
+        elif self.main:  # --quiet keeps warnings, on stderr
             print(f"warning: {message}", file=sys.stderr)
 
     # -- training ------------------------------------------------------------------------------
