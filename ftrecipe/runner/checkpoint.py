@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftrecipe.errors import RunFailure
 from ftrecipe.sections import RecipeBase
 
 PREFIX = "step-"
@@ -94,6 +95,18 @@ def latest_checkpoint(root: Path) -> Path | None:
 def read_state(directory: Path) -> LoopState:
     data = json.loads((directory / STATE_FILE).read_text())
     return LoopState(**data)
+
+
+def load_compatible_state(directory: Path, recipe: RecipeBase) -> LoopState:
+    """The loop state of a checkpoint, refusing (naming the fields) if the recipe changed incompatibly."""
+    stored = read_state(directory)
+    changed = incompatible_fields(stored.fingerprint, fingerprint(recipe))
+    if changed:
+        raise RunFailure(
+            f"the recipe changed in ways the checkpoint cannot follow: {', '.join(changed)} "
+            f"(checkpoint {directory}); run without --resume into a new --output"
+        )
+    return stored
 
 
 def save_checkpoint(accelerator: Any, root: Path, state: LoopState, keep: int) -> Path:

@@ -23,7 +23,7 @@ import torch
 from ftrecipe.data import EpochIndex
 from ftrecipe.errors import RunFailure
 from ftrecipe.freeze import FreezeReport, apply_freeze_plan
-from ftrecipe.runner.checkpoint import LoopState, fingerprint, incompatible_fields, latest_checkpoint, read_state, save_checkpoint
+from ftrecipe.runner.checkpoint import LoopState, fingerprint, latest_checkpoint, load_compatible_state, save_checkpoint
 from ftrecipe.runner.optim import build_optimizer, build_scheduler
 from ftrecipe.runner.outputs import MetricsLog
 from ftrecipe.runner.progress import Reporter
@@ -166,22 +166,15 @@ def train(
     if resume:
         found = latest_checkpoint(checkpoints)
         if found is not None:
-            stored = read_state(found)
-            changed = incompatible_fields(stored.fingerprint, state.fingerprint)
-            if changed:
-                raise RunFailure(
-                    "the recipe changed in ways the checkpoint cannot follow: " + ", ".join(changed)
-                    + f" (checkpoint {found}); run without --resume into a new --output"
-                )
+            state = load_compatible_state(found, recipe)
             accelerator.load_state(str(found))
-            state = stored
             accelerator.step = 0
             metrics_log.truncate_after(state.step)
             reporter.info(f"resuming from {found.name}: step {state.step}, epoch {state.epoch + 1}")
         else:
             reporter.info("no complete checkpoint yet: starting from the beginning")
 
-    def evaluate(tag: str) -> EvalResult | None:
+    def evaluate() -> EvalResult | None:
         if data.eval is None or len(data.eval) == 0:
             return None
         result = None
@@ -195,7 +188,7 @@ def train(
         return result
 
     if state.step == 0 and recipe.evaluation.before_training and state.eval_before is None:
-        before = evaluate("before")
+        before = evaluate()
         if before is not None:
             state.eval_before = before.metrics
             reporter.evaluation("eval before training", before.metrics)
@@ -293,7 +286,7 @@ def train(
                     checkpoint()
     reporter.stop()
     checkpoint()
-    after = evaluate("after")
+    after = evaluate()
     if after is not None:
         reporter.evaluation("eval after training", after.metrics, state.eval_before)
         if accelerator.is_main_process:
@@ -312,7 +305,7 @@ def _stop_requested(stop: StopFlag, accelerator: Any) -> bool:
 
 
 def _periodic_eval(evaluate, state, reporter, metrics_log, accelerator, callbacks) -> EvalResult | None:
-    result = evaluate("periodic")
+    result = evaluate()
     if result is not None:
         reporter.evaluation(f"eval at step {state.step}", result.metrics)
         if accelerator.is_main_process:

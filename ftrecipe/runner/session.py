@@ -20,16 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from ftrecipe.freeze import FreezeReport, apply_freeze_plan
-from ftrecipe.errors import RunFailure
 from ftrecipe.runner.checkpoint import (
     PREFIX,
     STATE_FILE,
     LoopState,
     checkpoint_dirs,
     fingerprint,
-    incompatible_fields,
     latest_checkpoint,
-    read_state,
+    load_compatible_state,
 )
 from ftrecipe.runner.loop import save_samples
 from ftrecipe.runner.outputs import MetricsLog
@@ -121,10 +119,7 @@ class TrainSession:
         """The last complete checkpoint when the run was started with --resume (checked against the recipe)."""
         found = latest_checkpoint(self.output_dir / "checkpoints") if self.resume else None
         if found is not None:
-            stored = read_state(found)
-            changed = incompatible_fields(stored.fingerprint, fingerprint(self.recipe))
-            if changed:
-                raise RunFailure(f"the recipe changed in ways the checkpoint cannot follow: {', '.join(changed)} ({found})")
+            stored = load_compatible_state(found, self.recipe)
             self.eval_before = stored.eval_before
             self.metrics_log.truncate_after(stored.step)
         return found
