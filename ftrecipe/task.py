@@ -66,7 +66,6 @@ class DataBundle:
     """A map-style dataset; with ``epoch_aware = True`` its indices are :class:`ftrecipe.data.EpochIndex`."""
     eval: Any | None
     collate: Callable[[list[Any]], Any]
-    eval_collate: Callable[[list[Any]], Any] | None = None
     report: dict[str, Any] = field(default_factory=dict)
     """The data report (counts, hours, skipped examples and why), stored in summary.json."""
     files: list[Path] = field(default_factory=list)

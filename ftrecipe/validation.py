@@ -32,7 +32,6 @@ class ValidationResult:
     source: str
     recipe: RecipeBase | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    raw: dict[str, Any] | None = None
     base_dir: FsPath = FsPath(".")
     locate: _Locator | None = None
 
@@ -232,7 +231,7 @@ def validate_data(
     """Validate already-parsed recipe data (``loaded`` carries its positions, if any)."""
     registry = registry or get_registry()
     loaded = loaded or LoadedYaml(data=data)
-    result = ValidationResult(source=source, recipe=None, raw=data)
+    result = ValidationResult(source=source, recipe=None)
     parsed: list[Override] = []
     for argument in overrides:
         try:

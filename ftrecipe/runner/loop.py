@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,6 @@ class LoopResult:
     data: DataBundle
     model: torch.nn.Module
     world_size: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StopFlag:

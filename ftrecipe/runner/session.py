@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,6 @@ class FitResult:
     epochs: int = 0
     samples: int = 0
     freeze_report: FreezeReport | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class TrainSession:

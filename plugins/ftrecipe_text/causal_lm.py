@@ -115,7 +115,6 @@ class CausalLMTask(ModalityTask):
             train=train_set,
             eval=self.eval_examples or None,
             collate=collate,
-            eval_collate=PaddedCollator(pad_id),
             report=report,
             files=splits.files,
         )
