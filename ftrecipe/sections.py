@@ -279,7 +279,8 @@ class HardwareSection(Section):
     zero_stage: Literal[1, 2, 3] = 2
     """DeepSpeed ZeRO stage (``strategy: deepspeed``)."""
     dataloader_workers: Annotated[int, Field(ge=0)] | None = None
-    """Data-loading worker processes; chosen from the CPU count when omitted."""
+    """Data-loading worker processes. Omitted: up to 8 per GPU; on a CPU one with 4+ cores per process,
+    else none (there a worker would compete with the compute threads)."""
 
 
 # --------------------------------------------------------------------------- evaluation / output

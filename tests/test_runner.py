@@ -68,6 +68,38 @@ def test_interrupted_and_resumed_run_is_exact(tmp_path, example_site, reference_
     assert train_records(out) == train_records(reference_run)
 
 
+def test_resume_is_exact_across_a_change_of_loader_workers(tmp_path, example_site, reference_run):
+    """Augmentation is keyed by (seed, epoch, index), not by worker or call order."""
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(TOY.read_text() + "callbacks: [fault]\n")
+    out = tmp_path / "run"
+    workers = ("--set", "hardware.dataloader_workers=2")
+    first = run_cli("run", str(recipe), "--output", str(out), *workers, site=example_site, env={"FTRECIPE_EXAMPLE_FAULT": "kill:6"})
+    assert first.returncode in (137, -9), first.stderr
+    resumed = run_cli("run", str(recipe), "--output", str(out), "--resume", site=example_site)
+    assert resumed.returncode == 0, resumed.stderr
+    expected, got = weights(reference_run), weights(out)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+@pytest.mark.parametrize(
+    ("configured", "device", "devices", "cpus", "expected"),
+    [
+        (3, "cpu", 1, 2, 3),  # the recipe's count wins
+        (None, "cpu", 1, 2, 0),  # a small CPU: a worker would take cores from the compute threads
+        (None, "cpu", 2, 4, 0),  # two processes on four cores: two each
+        (None, "cpu", 1, 8, 1),
+        (None, "cuda", 1, 16, 8),
+        (None, "cuda", 4, 16, 3),  # a core per process stays with the training process
+    ],
+)
+def test_loader_workers_policy(monkeypatch, configured, device, devices, cpus, expected):
+    from ftrecipe.runner import loop
+
+    monkeypatch.setattr(loop.os, "cpu_count", lambda: cpus)
+    assert loop.loader_workers(configured, device, devices) == expected
+
+
 def test_resume_refuses_an_incompatible_recipe_and_allows_more_steps(tmp_path, example_site, reference_run):
     out = tmp_path / "run"
     assert run_cli("run", str(TOY), "--output", str(out), "--set", "training.max_steps=8", site=example_site).returncode == 0

@@ -73,12 +73,16 @@ class EpochSampler(torch.utils.data.Sampler):
 
 
 def loader_workers(configured: int | None, device_type: str, devices: int) -> int:
+    """The recipe's count, or: several workers beside a GPU, whose cores are otherwise idle; on a CPU,
+    one only with 4+ cores per process. On fewer cores a worker competes with torch's compute
+    threads and slows the step more than it hides (2 cores, Whisper demo: 200 steps in 16 s without
+    a worker, 19-22 s with one)."""
     if configured is not None:
         return configured
-    cpus = os.cpu_count() or 1
+    cores = (os.cpu_count() or 1) // max(1, devices)
     if device_type == "cuda":
-        return min(8, max(1, cpus // max(1, devices) - 1))
-    return 1 if cpus >= 4 else 0  # on a small CPU box, workers compete with the compute threads
+        return min(8, max(1, cores - 1))
+    return 1 if cores >= 4 else 0
 
 
 @dataclass

@@ -11,13 +11,14 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
+import functools
 from math import gcd
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 __all__ = [
     "WHISPER_SAMPLE_RATE",
@@ -84,6 +85,28 @@ def to_mono(data: np.ndarray) -> np.ndarray:
     return data.mean(axis=1)
 
 
+@functools.lru_cache(maxsize=64)
+def _polyphase_filter(up: int, down: int) -> np.ndarray:
+    """The anti-aliasing FIR that ``scipy.signal.resample_poly`` designs on every call, designed once.
+
+    Same design as scipy's default (Kaiser window, beta 5, 10 zero crossings per side): the output
+    is identical, and a clip no longer pays ~0.3 ms of filter design per resampling.
+    """
+    rate = max(up, down)
+    taps = firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
+    taps.setflags(write=False)
+    return taps
+
+
+def resample_ratio(wave: np.ndarray, up: int, down: int) -> np.ndarray:
+    """``scipy.signal.resample_poly(wave, up, down)`` with the filter design cached."""
+    g = gcd(int(up), int(down))
+    up, down = int(up) // g, int(down) // g
+    if up == down:
+        return np.asarray(wave).copy()
+    return resample_poly(wave, up, down, window=_polyphase_filter(up, down))
+
+
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample with a polyphase anti-aliasing filter (exact rational ratio, float32 out)."""
     if orig_sr <= 0 or target_sr <= 0:
@@ -91,9 +114,7 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     wave = np.asarray(wave, dtype=np.float32)
     if orig_sr == target_sr or wave.size == 0:
         return wave
-    g = gcd(int(orig_sr), int(target_sr))
-    out = resample_poly(wave, int(target_sr) // g, int(orig_sr) // g)
-    return out.astype(np.float32, copy=False)
+    return resample_ratio(wave, int(target_sr), int(orig_sr)).astype(np.float32, copy=False)
 
 
 def load_audio(

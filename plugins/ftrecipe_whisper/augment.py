@@ -28,9 +28,9 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import ellip, resample_poly, sosfilt
+from scipy.signal import ellip, sosfilt
 
-from .audio import load_audio, resample
+from .audio import load_audio, resample, resample_ratio
 
 __all__ = [
     "AUGMENTATIONS",
@@ -201,27 +201,37 @@ def speed_perturb(
     num, den = _ratio(f)
     if num == den or x.size == 0:
         return x.copy()
-    return resample_poly(x, den, num).astype(np.float32)
+    return resample_ratio(x, den, num).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    return np.hanning(n_fft + 1)[:-1]
 
 
 def _stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    win = np.hanning(n_fft + 1)[:-1]
+    win = _hann(n_fft)
     pad = n_fft // 2
     xp = np.pad(x, (pad, pad + n_fft), mode="constant")
     n_frames = 1 + (len(x) + pad * 2 - n_fft) // hop + 1
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    return np.fft.rfft(xp[idx] * win, axis=1)
+    frames = np.lib.stride_tricks.sliding_window_view(xp, n_fft)[::hop][:n_frames]
+    return np.fft.rfft(frames * win, axis=1)
+
+
+def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
+    """Sum frames placed ``hop`` apart. With hop = n_fft / k, frames r, r+k, r+2k, ... tile without overlap."""
+    count, n_fft = frames.shape
+    out = np.zeros(n_fft + hop * (count - 1) + n_fft)
+    for r in range(n_fft // hop):
+        block = frames[r :: n_fft // hop].reshape(-1)
+        out[r * hop : r * hop + block.size] += block
+    return out[: n_fft + hop * (count - 1)]
 
 
 def _istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
-    win = np.hanning(n_fft + 1)[:-1]
-    frames = np.fft.irfft(spec, n_fft, axis=1) * win
-    total = n_fft + hop * (len(frames) - 1)
-    out = np.zeros(total)
-    norm = np.zeros(total)
-    for i, fr in enumerate(frames):
-        out[i * hop : i * hop + n_fft] += fr
-        norm[i * hop : i * hop + n_fft] += win**2
+    win = _hann(n_fft)
+    out = _overlap_add(np.fft.irfft(spec, n_fft, axis=1) * win, hop)
+    norm = _overlap_add(np.broadcast_to(win**2, (len(spec), n_fft)), hop)
     out /= np.where(norm > 1e-8, norm, 1.0)
     pad = n_fft // 2
     out = out[pad : pad + length]
@@ -234,18 +244,19 @@ def _time_stretch(x: np.ndarray, rate: float, n_fft: int) -> np.ndarray:
     spec = _stft(x, n_fft, hop)
     spec = np.vstack([spec, np.zeros((1, spec.shape[1]), dtype=spec.dtype)])
     steps = np.arange(0, spec.shape[0] - 1, rate)
-    expected = 2 * np.pi * hop * np.arange(spec.shape[1]) / n_fft
-    phase = np.angle(spec[0])
-    out = np.empty((len(steps), spec.shape[1]), dtype=np.complex128)
-    for t, step in enumerate(steps):
-        i = int(step)
-        a = step - i
-        s0, s1 = spec[i], spec[i + 1]
-        out[t] = ((1 - a) * np.abs(s0) + a * np.abs(s1)) * np.exp(1j * phase)
-        dphi = np.angle(s1) - np.angle(s0) - expected
-        dphi -= 2 * np.pi * np.round(dphi / (2 * np.pi))
-        phase += expected + dphi
-    return _istft(out, n_fft, hop, int(round(len(x) / rate)))
+    index = steps.astype(int)
+    frac = (steps - index)[:, None]
+    magnitudes = np.abs(spec)
+    magnitude = (1 - frac) * magnitudes[index] + frac * magnitudes[index + 1]
+    # The phase advances by each analysis step's phase difference; as unit phasors that is a running
+    # product of unit(s1) * conj(unit(s0)), with no angles, wrapping or trigonometry.
+    unit = np.divide(spec, magnitudes, out=np.ones_like(spec), where=magnitudes > 0)
+    step = unit[index + 1] * np.conj(unit[index])
+    rotation = np.empty_like(step)
+    rotation[0] = unit[0]
+    rotation[1:] = unit[0] * np.cumprod(step[:-1], axis=0)
+    stretched = magnitude * rotation
+    return _istft(stretched, n_fft, hop, int(round(len(x) / rate)))
 
 
 def pitch_shift(
@@ -263,7 +274,7 @@ def pitch_shift(
     n_fft = int(2 ** round(np.log2(max(sr * 0.032, 64))))
     stretched = _time_stretch(x, 1.0 / ratio, n_fft)  # longer by ratio, same pitch
     num, den = _ratio(1.0 / ratio)  # squeeze back: pitch * ratio
-    shifted = resample_poly(stretched, num, den)
+    shifted = resample_ratio(stretched, num, den)
     if shifted.size >= x.size:
         shifted = shifted[: x.size]
     else:

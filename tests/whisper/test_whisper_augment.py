@@ -152,6 +152,40 @@ def test_pitch_shift_keeps_duration_and_moves_pitch(semitones: float) -> None:
     assert f[np.argmax(p)] == pytest.approx(220 * 2 ** (semitones / 12), rel=0.02)
 
 
+def _frame_by_frame_time_stretch(x: np.ndarray, rate: float, n_fft: int) -> np.ndarray:
+    """The textbook phase vocoder, one frame at a time: the reference for the vectorised one."""
+    hop = n_fft // 4
+    win = np.hanning(n_fft + 1)[:-1]
+    pad = n_fft // 2
+    xp = np.pad(x, (pad, pad + n_fft))
+    n_frames = 2 + (len(x) + 2 * pad - n_fft) // hop
+    spec = np.array([np.fft.rfft(xp[t * hop : t * hop + n_fft] * win) for t in range(n_frames)])
+    spec = np.vstack([spec, np.zeros((1, spec.shape[1]))])
+    expected = 2 * np.pi * hop * np.arange(spec.shape[1]) / n_fft
+    phase = np.angle(spec[0])
+    frames = []
+    for step in np.arange(0, spec.shape[0] - 1, rate):
+        i, a = int(step), step - int(step)
+        frames.append(((1 - a) * np.abs(spec[i]) + a * np.abs(spec[i + 1])) * np.exp(1j * phase))
+        dphi = np.angle(spec[i + 1]) - np.angle(spec[i]) - expected
+        phase = phase + expected + dphi - 2 * np.pi * np.round(dphi / (2 * np.pi))
+    out, norm = np.zeros(n_fft + hop * (len(frames) - 1)), np.zeros(n_fft + hop * (len(frames) - 1))
+    for t, frame in enumerate(frames):
+        out[t * hop : t * hop + n_fft] += np.fft.irfft(frame, n_fft) * win
+        norm[t * hop : t * hop + n_fft] += win**2
+    out = (out / np.where(norm > 1e-8, norm, 1.0))[pad : pad + round(len(x) / rate)]
+    return np.pad(out, (0, round(len(x) / rate) - len(out)))
+
+
+@pytest.mark.parametrize("rate", [0.84, 1.0, 1.19])
+@pytest.mark.parametrize("length", [300, 9_172])
+def test_vectorised_phase_vocoder_matches_the_frame_loop(rate: float, length: int) -> None:
+    from ftrecipe_whisper.augment import _time_stretch
+
+    x = _speechy(length / SR)[:length]
+    np.testing.assert_allclose(_time_stretch(x, rate, 512), _frame_by_frame_time_stretch(x, rate, 512), atol=1e-9)
+
+
 def test_gain_applies_decibels() -> None:
     x = sine(300, 0.1, SR, 0.1)
     y = apply_gain(x, SR, _rng(), gain_db=6.0)
