@@ -191,7 +191,8 @@ def _run(result: ValidationResult, recipe: RecipeBase, args: argparse.Namespace)
 
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        logging.getLogger("accelerate").setLevel(logging.ERROR)
+        for library in ("accelerate", "bitsandbytes"):  # bitsandbytes: "optional CPU kernel not installed"
+            logging.getLogger(library).setLevel(logging.ERROR)
 
     from ftrecipe.runner.loop import Interrupted, train
     from ftrecipe.runner.progress import Reporter

@@ -118,10 +118,13 @@ def _vowel(
     phase = 2 * np.pi * np.cumsum(f0_track) / sr
     f1, f2 = (f * tract for f in _VOWELS[syl.vowel])
     out = np.zeros(n)
+    rotor = np.exp(1j * phase)  # harmonic h is the imaginary part of rotor**h: one multiply, no sine
+    harmonic = rotor.copy()
     for h in range(1, int(3400 / f0) + 1):
         fh = h * f0  # formant weights evaluated at the mean harmonic frequency
         amp = np.exp(-(((fh - f1) / 160) ** 2)) + 0.7 * np.exp(-(((fh - f2) / 240) ** 2)) + 0.02 / h
-        out += amp * np.sin(h * phase)
+        out += amp * harmonic.imag
+        harmonic *= rotor
     out /= np.max(np.abs(out)) + 1e-9
     return 0.8 * out * _envelope(n, int(0.015 * sr))
 
