@@ -82,19 +82,32 @@ def test_bad_clips_are_reported_and_skipped_or_fatal(tmp_path):
     sf.write(tmp_path / "empty.wav", np.zeros(0), sr)
     sf.write(tmp_path / "long.wav", np.zeros(3 * sr), sr)
     (tmp_path / "broken.wav").write_bytes(b"not audio at all")
-    rows = [f"ok{i}.wav,word {i}" for i in range(6)] + ["empty.wav,x", "long.wav,y", "broken.wav,z", "missing.wav,w"]
+    sf.write(tmp_path / "whole.flac", 0.1 * np.random.default_rng(0).standard_normal(len(t)), sr)
+    flac = (tmp_path / "whole.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(flac[: len(flac) // 2])  # header intact, the rest missing
+    middle = len(flac) // 3  # header and last frame intact, zeros in between: found only when decoded
+    (tmp_path / "garbled.flac").write_bytes(flac[:middle] + bytes(1000) + flac[middle + 1000 :])
+    rows = [f"ok{i}.wav,word {i}" for i in range(6)] + ["empty.wav,x", "long.wav,y", "broken.wav,z", "missing.wav,w",
+                                                       "cut.flac,v", "garbled.flac,u"]
     (tmp_path / "m.csv").write_text("audio,text\n" + "\n".join(rows) + "\n")
     data = "  format: manifest\n  train: m.csv\n  eval: m.csv\n  max_seconds: 2\n"
-    summary = run_ok(recipe(tmp_path, data), tmp_path / "run")
+    lenient = run_cli("run", str(recipe(tmp_path, data)), "--output", str(tmp_path / "run"), "--quiet")
+    assert lenient.returncode == 0, lenient.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     skipped = summary["data"]["skipped_examples"]
-    assert summary["data"]["skipped"] == 4 and summary["data"]["train_examples"] == 6
+    assert summary["data"]["skipped"] == 5 and summary["data"]["train_examples"] == 7
     reasons = {Path(k).name: v for k, v in skipped.items()}
     assert "empty" in reasons["empty.wav"] and "too long" in reasons["long.wav"]
-    assert "missing.wav" in reasons and "broken.wav" in reasons
+    assert "missing.wav" in reasons and "broken.wav" in reasons and "truncated" in reasons["cut.flac"]
+    assert "skipping" in lenient.stderr and "garbled.flac" in lenient.stderr  # dropped from its batches
     strict = recipe(tmp_path, data + "  on_error: fail\n")
     result = run_cli("run", str(strict), "--output", str(tmp_path / "strict"))
     assert result.returncode == 2 and f"{strict}:" in result.stderr and "data.train: " in result.stderr
     assert "Traceback" not in result.stderr
+    (tmp_path / "garbled.csv").write_text("audio,text\n" + "\n".join(rows[:6] + ["garbled.flac,u"]) + "\n")
+    garbled = recipe(tmp_path, data.replace("m.csv", "garbled.csv") + "  on_error: fail\n")
+    result = run_cli("run", str(garbled), "--output", str(tmp_path / "garbled"))
+    assert result.returncode == 1 and "garbled.flac" in result.stderr and "Traceback" not in result.stderr
 
 
 def synthetic_data() -> str:

@@ -64,16 +64,30 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
-def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
-    """Read only the header of ``path``; raises :class:`AudioError` if missing or unreadable."""
+def probe_audio(path: str | os.PathLike[str], *, to_end: bool = False) -> AudioInfo:
+    """Read the header of ``path``; raises :class:`AudioError` if missing or unreadable.
+
+    ``to_end`` also reads the last sample the header promises: a compressed file cut short after a
+    valid header (an interrupted copy) is then caught while the data is read, not mid-training.
+    """
     p = Path(path)
     if not p.is_file():
         raise AudioError(p, "file does not exist")
     try:
-        info = sf.info(str(p))
+        handle = sf.SoundFile(str(p))
     except _READ_ERRORS as exc:
         raise AudioError(p, f"unreadable audio ({_short(exc)})") from exc
-    return AudioInfo(sample_rate=int(info.samplerate), frames=int(info.frames), channels=int(info.channels))
+    with handle:
+        info = AudioInfo(sample_rate=int(handle.samplerate), frames=int(handle.frames), channels=int(handle.channels))
+        if to_end and info.frames > 0:
+            try:
+                handle.seek(info.frames - 1)
+                complete = len(handle.read(1)) == 1
+            except _READ_ERRORS as exc:
+                raise AudioError(p, f"truncated or corrupt ({_short(exc)})") from exc
+            if not complete:
+                raise AudioError(p, f"truncated: the header promises {info.frames} samples, fewer are there")
+    return info
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:
@@ -155,7 +169,7 @@ class DurationCache:
     persist; writes are atomic (temp file + rename) so an interrupted run never leaves broken JSON.
     """
 
-    VERSION = 1
+    VERSION = 2  # 2: entries are verified to the last sample
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -195,7 +209,7 @@ class DurationCache:
                 sample_rate=int(entry["sample_rate"]), frames=int(entry["frames"]), channels=int(entry["channels"])
             )
         self.misses += 1
-        info = probe_audio(p)
+        info = probe_audio(p, to_end=True)
         self._entries[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, **asdict(info)}
         self._dirty = True
         return info

@@ -171,7 +171,7 @@ class _Collector:
             self.reject(key, "empty transcript")
             return
         try:
-            info: AudioInfo = self.cache.info(audio) if self.cache is not None else probe_audio(audio)
+            info: AudioInfo = self.cache.info(audio) if self.cache is not None else probe_audio(audio, to_end=True)
         except AudioError as exc:
             self.reject(key, exc.reason)
             return

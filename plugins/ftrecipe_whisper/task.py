@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ftrecipe.errors import RecipeRuntimeError
+from ftrecipe.errors import RecipeRuntimeError, RunFailure
 from ftrecipe.records import resolve
 from ftrecipe.task import DataBundle, EvalResult, ModalityTask
-from ftrecipe_whisper.audio import load_audio
+from ftrecipe_whisper.audio import AudioError, load_audio
 from ftrecipe_whisper.augment import AUGMENTATIONS, AugmentStep, sample_seed, step_rng, validate_params
 
 MODALITY = "whisper"
@@ -57,12 +58,19 @@ class AugmentedChain:
 
 
 class SpeechDataset(torch.utils.data.Dataset):
-    """Rows -> (input_features, label ids); augmentation only where ``chain`` is given (training)."""
+    """Rows -> (input_features, label ids); augmentation only where ``chain`` is given (training).
+
+    A clip that passed the read-time checks but fails to decode (corrupt in the middle) is dropped
+    from its batch with a warning when ``skip_bad``, else it stops the run naming the file.
+    """
 
     epoch_aware = True  # indices carry their epoch: augmentation is seeded per (seed, epoch, index)
 
-    def __init__(self, rows: list[dict], processor: Any, sample_rate: int, chain: AugmentedChain | None, seed: int) -> None:
+    def __init__(self, rows: list[dict], processor: Any, sample_rate: int, chain: AugmentedChain | None, seed: int,
+                 skip_bad: bool = True) -> None:
         self.rows, self.processor, self.sample_rate, self.chain, self.seed = rows, processor, sample_rate, chain, seed
+        self.skip_bad = skip_bad
+        self._reported: set[str] = set()  # clips already warned about (in this process)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -80,8 +88,17 @@ class SpeechDataset(torch.utils.data.Dataset):
             wave = self.chain(wave, self.sample_rate, sample_seed(self.seed, getattr(index, "epoch", 0), int(index)))
         return wave
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, list[int]]:
-        features = self.processor.feature_extractor(self.wave(index), sampling_rate=self.sample_rate).input_features[0]
+    def __getitem__(self, index: int) -> tuple[np.ndarray, list[int]] | None:
+        try:
+            wave = self.wave(index)
+        except AudioError as error:
+            if not self.skip_bad:
+                raise RunFailure(f"{error} (data.on_error is 'fail'; 'skip' drops such clips)") from error
+            if error.path not in self._reported:
+                self._reported.add(error.path)
+                print(f"warning: skipping {error}", file=sys.stderr)
+            return None
+        features = self.processor.feature_extractor(wave, sampling_rate=self.sample_rate).input_features[0]
         labels = self.processor.tokenizer(self.rows[int(index)]["text"]).input_ids
         return features, labels
 
@@ -92,7 +109,10 @@ class SpeechCollator:
     def __init__(self, decoder_start_token_id: int) -> None:
         self.start = decoder_start_token_id
 
-    def __call__(self, items: list[tuple[np.ndarray, list[int]]]) -> dict[str, torch.Tensor]:
+    def __call__(self, items: list[tuple[np.ndarray, list[int]] | None]) -> dict[str, torch.Tensor]:
+        items = [item for item in items if item is not None]  # clips that failed to decode
+        if not items:
+            raise RunFailure("no clip of a batch could be decoded; see the warnings above")
         features = torch.from_numpy(np.stack([f for f, _ in items])).float()
         label_lists = [ids[1:] if ids and ids[0] == self.start else ids for _, ids in items]
         length = max(len(ids) for ids in label_lists)
@@ -174,8 +194,9 @@ class WhisperTask(ModalityTask):
             splits.report["train_examples"], splits.report["eval_examples"] = len(rows["train"]), len(rows["eval"])
         splits.train, splits.eval = rows["train"], rows["eval"] or None
         self.chain = AugmentedChain.from_recipe(self.recipe, ctx.registry)
-        train = SpeechDataset(list(splits.train), self.processor, sample_rate, self.chain, ctx.seed)
-        evaluation = SpeechDataset(list(splits.eval or []), self.processor, sample_rate, None, ctx.seed)
+        skip = data.on_error == "skip"
+        train = SpeechDataset(list(splits.train), self.processor, sample_rate, self.chain, ctx.seed, skip)
+        evaluation = SpeechDataset(list(splits.eval or []), self.processor, sample_rate, None, ctx.seed, skip)
         if ctx.save_augmented and ctx.is_main_process:
             self._save_augmented(train, ctx.save_augmented)
         start = self.processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
@@ -215,8 +236,14 @@ class WhisperTask(ModalityTask):
         predictions: list[str] = []
         total_loss = 0.0
         collate = data.collate
+        kept: list[int] = []  # eval clips that decoded, in order
         for start in range(0, count, 16):
-            batch = collate([dataset[i] for i in range(start, min(count, start + 16))])
+            items = {i: dataset[i] for i in range(start, min(count, start + 16))}
+            items = {i: item for i, item in items.items() if item is not None}
+            if not items:
+                continue
+            kept.extend(items)
+            batch = collate(list(items.values()))
             features = batch["input_features"].to(device, dtype)
             total_loss += model(input_features=features, labels=batch["labels"].to(device)).loss.item() * len(features)
             generated = model.generate(
@@ -228,17 +255,19 @@ class WhisperTask(ModalityTask):
                 num_beams=settings.num_beams,
             )
             predictions.extend(self.processor.batch_decode(generated, skip_special_tokens=True))
+        if count and not kept:
+            raise RunFailure("no evaluation clip could be decoded; see the warnings above")
         from ftrecipe_whisper.readers import _normalize
 
         predictions = [_normalize(self.recipe.data, p) for p in predictions]
-        references = [dataset.rows[i]["text"] for i in range(count)]
-        metrics = {"eval_loss": total_loss / max(1, count)}
+        references = [dataset.rows[i]["text"] for i in kept]
+        metrics = {"eval_loss": total_loss / max(1, len(kept))}
         for name in self.recipe.evaluation.metrics or []:
             metrics.update(self.metric(name, predictions, references))
         samples = [
-            {"audio": r["audio"] if isinstance(r["audio"], str) else f"synthetic:{i}", "reference": ref, "prediction": pred,
-             "wer": jiwer.wer(ref, pred) if ref else float(bool(pred))}
-            for i, (r, ref, pred) in enumerate(zip(dataset.rows, references, predictions))
+            {"audio": dataset.rows[i]["audio"] if isinstance(dataset.rows[i]["audio"], str) else f"synthetic:{i}",
+             "reference": ref, "prediction": pred, "wer": jiwer.wer(ref, pred) if ref else float(bool(pred))}
+            for i, ref, pred in zip(kept, references, predictions)
         ]
         samples.sort(key=lambda s: -s["wer"])  # the worst transcriptions first
         return EvalResult(metrics, samples=samples[: self.recipe.evaluation.samples])

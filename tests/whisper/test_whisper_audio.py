@@ -105,7 +105,7 @@ def test_duration_cache_memoises_and_revalidates(write_wav, tmp_path: Path, monk
     # A fresh cache answers from disk without probing the file again.
     calls = []
     audio_mod = sys.modules[DurationCache.__module__]
-    monkeypatch.setattr(audio_mod, "probe_audio", lambda p: calls.append(p) or probe_audio(p))
+    monkeypatch.setattr(audio_mod, "probe_audio", lambda p, **kw: calls.append(p) or probe_audio(p, **kw))
     cache2 = DurationCache(cache_file)
     assert cache2.duration(path) == pytest.approx(1.0)
     assert (cache2.hits, cache2.misses, calls) == (1, 0, [])

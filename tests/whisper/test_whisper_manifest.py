@@ -61,6 +61,20 @@ def test_csv_manifest_skips_bad_clips_with_reasons(corpus: Path) -> None:
     assert report.warning is not None and "50" in report.warning
 
 
+def test_a_compressed_clip_cut_short_after_its_header_is_skipped(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    tone = (0.1 * np.sin(np.arange(16_000) / 5)).astype(np.float32)
+    sf.write(tmp_path / "whole.flac", tone, 16_000)
+    data = (tmp_path / "whole.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])  # an interrupted copy: the header is intact
+    assert sf.info(str(tmp_path / "cut.flac")).frames == 16_000
+    (tmp_path / "m.csv").write_text("audio,text\nwhole.flac,whole\ncut.flac,cut\n")
+    clips, report = read_manifest(tmp_path / "m.csv")
+    assert [c.audio_path.name for c in clips] == ["whole.flac"]
+    assert "truncated" in report.skipped[str(tmp_path / "cut.flac")]
+
+
 def test_fail_mode_raises_on_the_first_bad_clip(corpus: Path) -> None:
     manifest = corpus / "train.csv"
     manifest.write_text(CSV.format(abs_d=corpus / "audio" / "d.wav"))
