@@ -74,6 +74,10 @@ def ftrecipe_dataset_formats() -> DatasetFormat | list[DatasetFormat]:
     ``read(section, *, base_dir, seed, smoke) -> ftrecipe.data.DatasetSplits`` returning rows (dicts)
     in the canonical columns the target modality documents. A format name needs to be unique only
     among the modalities it serves, so every modality can have its own ``synthetic`` format.
+    :func:`ftrecipe.data.resolve_sources` turns the recipe's paths into files and
+    :func:`ftrecipe.data.iter_rows` reads JSON Lines, JSON, CSV and TSV with located bad lines;
+    raise :class:`ftrecipe.errors.RecipeRuntimeError` with the recipe key to blame for a missing
+    source, so the user sees ``recipe.yaml:line:col``.
 
     Example::
 

@@ -7,46 +7,30 @@ a corrupt record is skipped and counted, or fails the run, per ``data.on_error``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ftrecipe.data import DatasetSplits, resolve_sources, split_holdout
+from ftrecipe.data import ROW_FILE_SUFFIXES, DatasetSplits, RowFileError, iter_rows, resolve_sources, split_holdout
 from ftrecipe.errors import RecipeRuntimeError
 
 SMOKE_TRAIN, SMOKE_EVAL = 16, 8
 
 
 def _read_file(path: Path, on_error: str, skipped: dict[str, str], key: tuple) -> list[dict[str, Any]]:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    if suffix in (".jsonl", ".ndjson"):
-        rows = []
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    if not isinstance(row, dict):
-                        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
-                except ValueError as error:
-                    if on_error == "fail":
-                        raise RecipeRuntimeError(key, f"{path}:{number}: corrupt record: {error}") from error
-                    skipped[f"{path.name}:{number}"] = str(error)
-                    continue
-                rows.append(row)
-        return rows
-    from ftrecipe_text.records import load_records
+
+    def skip(error: RowFileError) -> None:
+        skipped[f"{path.name}:{error.line}"] = error.message
 
     try:
-        return load_records(path)
-    except ValueError as error:
-        raise RecipeRuntimeError(key, str(error)) from error
+        return [row for _, row in iter_rows(path, None if on_error == "fail" else skip)]
+    except RowFileError as error:
+        corrupt = "corrupt record: " if error.line else ""
+        raise RecipeRuntimeError(key, f"{error.path}:{error.line}: {corrupt}{error.message}" if error.line else str(error)) from error
 
 
 def _read_sources(sources: str | list[str] | None, key: tuple, base_dir: Path, on_error: str, skipped: dict) -> tuple[list, list[Path]]:
@@ -56,7 +40,7 @@ def _read_sources(sources: str | list[str] | None, key: tuple, base_dir: Path, o
     for index, path in enumerate(paths):
         where = key + ((index,) if isinstance(sources, list) else ())
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet"))
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in (*ROW_FILE_SUFFIXES, ".parquet"))
             if not found:
                 raise RecipeRuntimeError(where, f"{path} holds no .jsonl, .csv or .parquet file")
         elif path.is_file():

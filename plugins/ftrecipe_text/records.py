@@ -1,4 +1,4 @@
-"""Raw rows: reading record files and resolving mapped columns.
+"""Raw rows: resolving mapped columns.
 
 Recipes name columns by *canonical* names (``prompt``, ``completion``, ``instruction`` ...)
 and map them to whatever the data file calls them (``columns: {prompt: question}``).
@@ -9,13 +9,10 @@ Pure Python: no torch or transformers import.
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FormatError", "column_name", "get_column", "load_records", "iter_records"]
+__all__ = ["FormatError", "column_name", "get_column"]
 
 
 class FormatError(ValueError):
@@ -76,41 +73,3 @@ def get_column(
             f"column {canonical!r}{mapped} {state}; available columns: {_available(row)}",
         )
     return value
-
-
-def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield rows of a ``.jsonl``/``.json``/``.csv``/``.tsv`` file as dicts.
-
-    ``.json`` may hold a list of objects or ``{"data": [...]}``. CSV cells stay strings.
-    """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix in {".jsonl", ".ndjson"}:
-        with p.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{p}:{lineno}: invalid JSON: {exc.msg}") from exc
-                if not isinstance(obj, dict):
-                    raise ValueError(f"{p}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                yield obj
-    elif suffix == ".json":
-        data = json.loads(p.read_text(encoding="utf-8"))
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            data = data["data"]
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise ValueError(f"{p}: expected a list of objects (or {{'data': [...]}})")
-        yield from data
-    elif suffix in {".csv", ".tsv"}:
-        with p.open(encoding="utf-8", newline="") as fh:
-            yield from csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-    else:
-        raise ValueError(f"{p}: unsupported record file type {suffix!r} (use .jsonl, .json, .csv or .tsv)")
-
-
-def load_records(path: str | Path) -> list[dict[str, Any]]:
-    """Read all rows of a record file (see :func:`iter_records`)."""
-    return list(iter_records(path))

@@ -8,14 +8,14 @@ file headers only, optionally memoised in a :class:`~ftrecipe_whisper.audio.Dura
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from ftrecipe.data import RowFileError, iter_rows
 
 from .audio import WHISPER_WINDOW_SECONDS, AudioError, AudioInfo, DurationCache, probe_audio
 
@@ -100,29 +100,11 @@ class DataReport:
 
 
 def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) from a .csv/.tsv or .jsonl/.json-lines file."""
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            if reader.fieldnames is None:
-                raise ManifestError(f"{path}: empty manifest (no header)")
-            for i, row in enumerate(reader, start=2):
-                yield i, row
-    elif suffix in (".jsonl", ".ndjson"):
-        with open(path, encoding="utf-8") as fh:
-            for i, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ManifestError(f"{path}:{i}: invalid JSON ({exc.msg})") from exc
-                if not isinstance(row, dict):
-                    raise ManifestError(f"{path}:{i}: each line must be a JSON object")
-                yield i, row
-    else:
-        raise ManifestError(f"{path}: unsupported manifest type {suffix!r}; use .csv, .tsv or .jsonl")
+    """(line number, row) from a .csv/.tsv or .jsonl/.json manifest."""
+    try:
+        yield from iter_rows(path)
+    except RowFileError as error:
+        raise ManifestError(str(error)) from error
 
 
 def _resolve_columns(available: set[str], columns: Mapping[str, str] | None, where: str) -> dict[str, str | None]:

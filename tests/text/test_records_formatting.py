@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ftrecipe_text.formatting import render_example, render_examples, template_fields
-from ftrecipe_text.records import FormatError, get_column, load_records
+from ftrecipe_text.records import FormatError, get_column
 
 SQL_TEMPLATE = "-- schema:\n{schema}\n-- question: {question}\n"
 
@@ -133,20 +133,6 @@ def test_render_examples_reports_the_failing_row_index() -> None:
 def test_get_column_optional_default() -> None:
     assert get_column({"a": 1}, "b", None, required=False, default="x") == "x"
     assert get_column({"z": 1}, "b", {"b": "z"}) == 1
-
-
-def test_load_records_formats(tmp_path) -> None:
-    rows = [{"prompt": "p1", "completion": "c1"}, {"prompt": "p2", "completion": "c2"}]
-    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
-    (tmp_path / "d.json").write_text(json.dumps({"data": rows}), encoding="utf-8")
-    (tmp_path / "d.csv").write_text('prompt,completion\np1,c1\n"p2",c2\n', encoding="utf-8")
-    for name in ("d.jsonl", "d.json", "d.csv"):
-        assert load_records(tmp_path / name) == rows
-    (tmp_path / "bad.jsonl").write_text('{"a": 1}\n[1]\n', encoding="utf-8")
-    with pytest.raises(ValueError, match="bad.jsonl:2"):
-        load_records(tmp_path / "bad.jsonl")
-    with pytest.raises(ValueError, match="unsupported"):
-        load_records(tmp_path / "d.parquet")
 
 
 def test_format_error_pickles() -> None:

@@ -134,7 +134,7 @@ def test_bad_manifests(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="unsupported"):
         read_manifest(tmp_path / "m.txt")
     (tmp_path / "m.jsonl").write_text('{"audio": "a.wav", "text": "a"}\n[1, 2]\n')
-    with pytest.raises(ManifestError, match=":2: each line must be a JSON object"):
+    with pytest.raises(ManifestError, match=":2: expected a JSON object, got list"):
         read_manifest(tmp_path / "m.jsonl")
     (tmp_path / "empty.csv").write_text("audio,text\n")
     with pytest.raises(ManifestError, match="no rows"):
