@@ -58,7 +58,7 @@ def main() -> None:
     packed_batches = []
     for i in range(0, n, args.batch):
         chunk = rows_[i : i + args.batch]
-        batch = packed_collate(chunk, pad, mask_format="bool")
+        batch = packed_collate(chunk, pad)
         batch["_real"] = sum(len(r) for r in chunk)
         packed_batches.append(batch)
     for batches in baselines.values():  # count real tokens the same way for every kind
@@ -84,7 +84,7 @@ def main() -> None:
         for i, batch in enumerate(batches):
             if i == 1:
                 start, real = time.perf_counter(), 0
-            inputs = {k: v.to(device) for k, v in batch.items() if k != "_real"}
+            inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items() if k != "_real"}
             model(**inputs).loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

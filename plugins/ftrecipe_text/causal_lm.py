@@ -20,16 +20,13 @@ NORMALIZERS = {"exact_match": "strip", "exact_match_sql": "sql"}
 
 
 class PackedCollator:
-    """Packed rows -> model inputs with a block-diagonal causal mask (picklable for workers)."""
+    """Packed rows -> model inputs whose position ids separate the examples (picklable for workers)."""
 
-    def __init__(self, pad_id: int, flash: bool) -> None:
-        self.pad_id, self.flash = pad_id, flash
-        self.mask_format = "bool"  # sdpa; set to "additive" for eager attention once the model is known
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
 
     def __call__(self, rows: list) -> dict[str, Any]:
-        inputs = packed_collate(rows, self.pad_id, mask_format=self.mask_format)
-        if self.flash:  # flash-attention finds example boundaries from position_ids alone
-            inputs.pop("attention_mask")
+        inputs = packed_collate(rows, self.pad_id)
         return {"inputs": inputs, "examples": sum(len(r.lengths) for r in rows), "tokens": sum(len(r) for r in rows)}
 
 
@@ -40,6 +37,21 @@ class PaddedCollator:
     def __call__(self, examples: list[TokenizedExample]) -> dict[str, Any]:
         inputs = pad_collate(examples, self.pad_id)
         return {"inputs": inputs, "examples": len(examples), "tokens": sum(len(e) for e in examples)}
+
+
+def _check_packable(model: torch.nn.Module) -> None:
+    """Packed examples are kept apart by Transformers' own mask builder, from position ids; refuse
+    models that would let them attend to each other instead."""
+    import sys
+
+    if getattr(model.config, "alibi", False):
+        raise RecipeRuntimeError(("data", "packing"), "this model uses ALiBi positions, which packing cannot separate; set packing: false")
+    modeling = sys.modules.get(type(model).__module__)
+    if not hasattr(modeling, "create_causal_mask"):
+        raise RecipeRuntimeError(
+            ("data", "packing"),
+            f"{type(model).__name__} builds its own attention mask, so packed examples would see each other; set packing: false",
+        )
 
 
 class CausalLMTask(ModalityTask):
@@ -87,11 +99,10 @@ class CausalLMTask(ModalityTask):
         pad_id = self.tokenizer.pad_token_id
         batch = self.recipe.training.batch_size
         padded, packed = compare_padding(examples, batch_size=batch, seq_len=data.max_length) if examples else (None, None)
-        flash = getattr(self.recipe.model, "attn_implementation", "auto") == "flash_attention_2"
-        if data.packing and examples:
+        self.packing = bool(data.packing and examples)
+        if self.packing:
             train_set: Any = pack_examples(examples, data.max_length)
-            collate: Any = PackedCollator(pad_id, flash)
-            self.packed_collator = collate
+            collate: Any = PackedCollator(pad_id)
             waste = packed.padding_fraction
         else:
             train_set, collate = examples, PaddedCollator(pad_id)
@@ -129,12 +140,8 @@ class CausalLMTask(ModalityTask):
             model = from_pretrained(self.recipe, AutoModelForCausalLM)
             if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
                 model.resize_token_embeddings(len(self.tokenizer))
-        collator = getattr(self, "packed_collator", None)
-        if collator is not None:
-            if getattr(model.config, "alibi", False):
-                raise RecipeRuntimeError(("data", "packing"), "this model uses ALiBi positions, which packing cannot separate; set packing: false")
-            # eager attention adds a float mask to the scores; sdpa takes a boolean one in any precision
-            collator.mask_format = "additive" if model.config._attn_implementation == "eager" else "bool"
+        if getattr(self, "packing", False):
+            _check_packable(model)
         return model
 
     def anatomy(self, model: torch.nn.Module) -> ModelAnatomy:

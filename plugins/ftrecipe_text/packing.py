@@ -12,17 +12,15 @@ Packing (``pack_examples``):
   The first label of each packed example is set to -100: unpacked, the first token is
   never a target, and packed it would be predicted from the previous example.
 
-Collating (``packed_collate``) returns ``input_ids``, ``labels``, ``position_ids`` (restart
-at 0 for each example) and a 4D ``attention_mask`` of shape ``(B, 1, L, L)``:
-block-diagonal *and* causal. Transformers 5 (``masking_utils._preprocess_mask_arguments``)
-passes a 4D mask through unchanged to the attention implementation. The default is an
-*additive float* mask (0 where allowed, the dtype's minimum where blocked), which both the
-``eager`` path (adds it to the scores) and ``sdpa`` (float ``attn_mask``) accept, for Llama
-and Falcon alike; ``mask_format="bool"`` gives a boolean mask (True = attend) that only
-``sdpa`` accepts. Padding positions attend only to themselves (never a fully-masked row,
-which would give NaNs) and carry label -100. Falcon with ``alibi=True`` needs a 2D mask and
-is not supported with packing. Flash-attention kernels want ``position_ids`` alone
-(no mask); this module does not target them.
+Collating (``packed_collate``) returns ``input_ids``, ``labels`` and ``position_ids`` that
+restart at 0 for each example, plus ``use_cache=False``, and no attention mask. From those
+position ids Transformers 5 (``masking_utils.find_packed_sequence_indices``) builds the
+block-diagonal causal mask itself, on the device, for eager, sdpa and flex attention, and
+flash-attention runs its variable-length kernel; it does so only when no attention mask and
+no KV cache are given, hence ``use_cache=False``. Padding slots get position 0, so each is a
+block of its own, and label -100. Models whose code builds its own mask (some remote-code
+architectures) or uses ALiBi positions cannot be packed this way; the causal-LM task
+refuses them before training.
 
 Padding accounting (``PaddingStats``) measures the share of batch slots that are padding,
 for padded batching (``padded_stats``) and for packed batching (``packed_stats``).
@@ -33,12 +31,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 from .tokenization import IGNORE_INDEX, TokenizedExample
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = [
     "PackedSequence",
@@ -130,23 +125,13 @@ def pack_examples(
     return [_build(examples, b) for b in bins]
 
 
-def packed_collate(
-    batch: Sequence[PackedSequence],
-    pad_id: int,
-    *,
-    pad_to: int | None = None,
-    dtype: torch.dtype | None = None,
-    mask_format: Literal["additive", "bool"] = "additive",
-) -> dict[str, torch.Tensor]:
-    """Collate packed rows into model inputs with a block-diagonal causal 4D mask.
+def packed_collate(batch: Sequence[PackedSequence], pad_id: int, *, pad_to: int | None = None) -> dict[str, Any]:
+    """Collate packed rows into model inputs: ids, labels, per-example position ids, no cache.
 
     Args:
         batch: packed rows.
-        pad_id: token id for padding slots (their labels are -100).
+        pad_id: token id for padding slots (their labels are -100, their positions 0).
         pad_to: pad every row to this length (default: the longest row).
-        dtype: float dtype of the additive mask; use the model's compute dtype
-            (default ``torch.float32``).
-        mask_format: ``"additive"`` (eager and sdpa) or ``"bool"`` (sdpa only).
     """
     import torch
 
@@ -160,28 +145,13 @@ def packed_collate(
     input_ids = torch.full((n, length), pad_id, dtype=torch.long)
     labels = torch.full((n, length), IGNORE_INDEX, dtype=torch.long)
     position_ids = torch.zeros((n, length), dtype=torch.long)
-    segments = torch.full((n, length), -1, dtype=torch.long)
     for i, row in enumerate(batch):
         k = len(row)
         input_ids[i, :k] = torch.tensor(row.input_ids, dtype=torch.long)
         labels[i, :k] = torch.tensor(row.labels, dtype=torch.long)
         position_ids[i, :k] = torch.tensor(row.position_ids, dtype=torch.long)
-        segments[i, :k] = torch.tensor(row.segment_ids, dtype=torch.long)
-
-    same = segments[:, :, None] == segments[:, None, :]
-    causal = torch.ones((length, length), dtype=torch.bool).tril()
-    real = (segments >= 0)[:, :, None]
-    eye = torch.eye(length, dtype=torch.bool)
-    allowed = (same & causal & real) | (eye & ~real)
-    allowed = allowed[:, None, :, :]
-    if mask_format == "bool":
-        mask = allowed
-    elif mask_format == "additive":
-        fdtype = dtype or torch.float32
-        mask = torch.zeros(allowed.shape, dtype=fdtype).masked_fill(~allowed, torch.finfo(fdtype).min)
-    else:
-        raise ValueError(f"unknown mask_format {mask_format!r}; use 'additive' or 'bool'")
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "attention_mask": mask}
+    # Examples are separated by their position ids alone; Transformers looks for that only without a cache.
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "use_cache": False}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Packing: bin assignment, labels/positions, the block-diagonal mask, padding stats, and
-the acceptance check that packed and unpacked runs give the same per-example loss on tiny
-Llama and Falcon models."""
+"""Packing: bin assignment, labels/positions, padding stats, and the acceptance check that packed
+and unpacked runs give the same per-example loss on tiny Llama and Falcon models (examples kept
+apart by Transformers' mask builder from position ids alone)."""
 
 from __future__ import annotations
 
@@ -83,24 +83,12 @@ def test_pack_invariants(lengths: list[int], seq_len: int, strategy: str) -> Non
         assert [i for r in rows for i in r.example_indices] == list(range(len(exs)))
 
 
-def test_mask_is_block_diagonal_causal_with_self_attending_padding() -> None:
+def test_collate_pads_with_positions_of_their_own_and_no_mask() -> None:
     rows = pack_examples(make_examples([2, 3]), 8, strategy="sequential")
-    batch = packed_collate(rows, PAD, pad_to=6, mask_format="bool")
-    allowed = batch["attention_mask"][0, 0].int().tolist()
-    assert allowed == [
-        [1, 0, 0, 0, 0, 0],
-        [1, 1, 0, 0, 0, 0],
-        [0, 0, 1, 0, 0, 0],
-        [0, 0, 1, 1, 0, 0],
-        [0, 0, 1, 1, 1, 0],
-        [0, 0, 0, 0, 0, 1],  # padding: only itself, never an all-masked row
-    ]
-    assert batch["position_ids"][0].tolist() == [0, 1, 0, 1, 2, 0]
+    batch = packed_collate(rows, PAD, pad_to=6)
+    assert set(batch) == {"input_ids", "labels", "position_ids", "use_cache"} and batch["use_cache"] is False
+    assert batch["position_ids"][0].tolist() == [0, 1, 0, 1, 2, 0]  # the pad starts a block of its own
     assert batch["labels"][0, 5].item() == IGNORE_INDEX and batch["input_ids"][0, 5].item() == PAD
-    additive = packed_collate(rows, PAD, pad_to=6, dtype=torch.float16)["attention_mask"]
-    assert additive.shape == (1, 1, 6, 6) and additive.dtype == torch.float16
-    assert torch.equal(additive == 0, batch["attention_mask"])
-    assert (additive[~batch["attention_mask"]] == torch.finfo(torch.float16).min).all()
     with pytest.raises(ValueError, match="shorter"):
         packed_collate(rows, PAD, pad_to=4)
 
@@ -156,14 +144,13 @@ def test_packed_loss_equals_unpacked(family: str, attn: str) -> None:
 
 
 @pytest.mark.parametrize("family", ["llama", "falcon"])
-def test_packing_without_the_block_mask_leaks_across_examples(family: str) -> None:
-    """Negative control: the equality above is only reached because of the 4D mask."""
+def test_with_a_kv_cache_transformers_ignores_the_boundaries(family: str) -> None:
+    """Negative control: the equality above holds only because the batch turns the cache off."""
     examples = make_examples([6, 8, 5])
     model = tiny_model(family, "sdpa")
     rows = pack_examples(examples, 19, strategy="sequential")
     assert len(rows) == 1
-    batch = packed_collate(rows, PAD)
-    batch["attention_mask"] = torch.ones_like(batch["input_ids"])  # plain 2D mask: no isolation
+    batch = {**packed_collate(rows, PAD), "use_cache": True}
     with torch.no_grad():
         reference = per_example_losses_unpacked(model, examples)
         leaky = per_example_losses_packed(model, rows, batch)
@@ -171,11 +158,11 @@ def test_packing_without_the_block_mask_leaks_across_examples(family: str) -> No
     assert max(abs(leaky[i] - reference[i]) for i in (1, 2)) > 1e-3
 
 
-@pytest.mark.parametrize(("attn", "mask_format"), [("eager", "additive"), ("sdpa", "additive"), ("sdpa", "bool")])
-def test_model_loss_and_backward_on_packed_batch(attn: str, mask_format: str) -> None:
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_model_loss_and_backward_on_packed_batch(attn: str) -> None:
     model = tiny_model("llama", attn).train()
     rows = pack_examples(make_examples([5, 9, 3, 12]), 16)
-    out = model(**packed_collate(rows, PAD, mask_format=mask_format))  # type: ignore[arg-type]
+    out = model(**packed_collate(rows, PAD))
     assert torch.isfinite(out.loss)
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -203,3 +190,21 @@ def test_compare_padding_packing_pads_less() -> None:
     assert padded.real_tokens == packed.real_tokens == sum(lengths)
     assert padded.padding_fraction > 0.3  # lengths 4..59 padded to each batch's longest
     assert packed.padding_fraction < 0.02
+
+
+def test_models_that_cannot_keep_packed_examples_apart_are_refused() -> None:
+    from ftrecipe.errors import RecipeRuntimeError
+    from ftrecipe_text.causal_lm import _check_packable
+
+    _check_packable(tiny_model("llama", "sdpa"))  # built on Transformers' mask builder
+    _check_packable(tiny_model("falcon", "sdpa"))
+    alibi = AutoModelForCausalLM.from_config(tiny_config("falcon", VOCAB, alibi=True))
+    with pytest.raises(RecipeRuntimeError, match="ALiBi"):
+        _check_packable(alibi)
+
+    class OwnMask(torch.nn.Module):  # like remote code that builds its own mask (this module has no create_causal_mask)
+        config = tiny_config("llama", VOCAB)
+
+    with pytest.raises(RecipeRuntimeError, match="OwnMask builds its own attention mask") as error:
+        _check_packable(OwnMask())
+    assert error.value.path == ("data", "packing")
