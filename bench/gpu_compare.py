@@ -51,6 +51,16 @@ FREEZE = {
 }
 
 
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """Tensors to the device, through nested dicts; anything else (flags such as use_cache) as is."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
 def recipe_data(shape: str, mode: str, steps: int, batch: int, seq_len: int, tiny: bool) -> dict[str, Any]:
     spec = SHAPES[shape]
     cuda = torch.cuda.is_available()
@@ -124,9 +134,7 @@ def plain_loop(raw: dict[str, Any], steps: int) -> dict[str, Any]:
     done, amount, start = 0, 0, time.perf_counter()
     while done < steps:
         for batch in loader:
-            batch = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else
-                         {kk: vv.to(device, non_blocking=True) for kk, vv in v.items()} if isinstance(v, dict) else v)
-                     for k, v in batch.items()}
+            batch = to_device(batch, device)
             with autocast:
                 loss = task.compute_loss(model, batch)
             loss.backward()
