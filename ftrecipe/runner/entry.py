@@ -104,7 +104,8 @@ def build_accelerator(recipe: RecipeBase) -> Any:
         cpu=cpu,
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=recipe.training.gradient_accumulation,
-        dataloader_config=DataLoaderConfiguration(even_batches=True),
+        # pinned host batches (the loader pins them on CUDA) copy to the device while the step runs
+        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=not cpu),
         step_scheduler_with_optimizer=False,
         **kwargs,
     )
