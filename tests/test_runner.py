@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, OFFLINE, run_cli
 
 TOY = FIXTURES.parent / "recipes_toy" / "toy.yaml"
 
@@ -159,6 +164,43 @@ def test_two_cpu_processes_match_one_process(tmp_path, example_site):
     for ra, rb in zip(a, b):
         for x, y in zip(ra[2:], rb[2:]):
             assert (x is None and y is None) or abs(x - y) <= 1e-5 * max(1.0, abs(x))
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_two_processes_at_a_checkpoint_that_resumes_exactly(tmp_path, example_site):
+    """A terminal's Ctrl-C reaches the launcher and both workers; they agree on a step, checkpoint and
+    exit 130 without the launcher's traceback, and the resumed run ends where an uninterrupted one does."""
+    args = ["--set", "hardware.devices=2", "--set", "training.batch_size=4", "--set", "training.max_steps=300",
+            "--set", "training.log_every=1", "--set", "training.checkpoint_every=100000", "--quiet"]
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert run_cli("run", str(TOY), "--output", str(reference), *args, site=example_site).returncode == 0
+    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(example_site)}
+    command = [sys.executable, "-m", "ftrecipe", "run", str(TOY), "--output", str(out), *args]
+    process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / "metrics.jsonl").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) >= 20:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 130, stderr
+    assert "resume with: ftrecipe run" in stderr and "Traceback" not in stderr and "SignalException" not in stderr
+    assert list((out / "checkpoints").iterdir())
+    resumed = run_cli("run", str(TOY), "--output", str(out), *args, "--resume", site=example_site)
+    assert resumed.returncode == 0, resumed.stderr
+    expected, got = weights(reference), weights(out)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+@pytest.mark.e2e
+def test_a_mistake_found_by_two_processes_is_reported_once(tmp_path, example_site):
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(TOY.read_text() + "freeze:\n  strategy: partial\n  freeze: ['nothing.*']\n")
+    result = run_cli("run", str(recipe), "--output", str(tmp_path / "run"), "--set", "hardware.devices=2", site=example_site)
+    assert result.returncode == 2
+    assert result.stderr.count("'nothing.*' matches no parameter") == 1
+    assert "Traceback" not in result.stderr and "ChildFailedError" not in result.stderr
 
 
 def test_out_of_memory_is_explained(tmp_path, example_site):

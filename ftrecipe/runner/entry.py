@@ -148,7 +148,8 @@ def run_recipe(result: ValidationResult, args: argparse.Namespace) -> int:
     try:
         return _run(result, recipe, args)
     except RecipeRuntimeError as error:
-        print(result.diagnostic(error.path, error.message).text(), file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # every process finds the same mistake: say it once
+            print(result.diagnostic(error.path, error.message).text(), file=sys.stderr)
         return EXIT_USAGE
     except RunFailure as error:
         print(f"ftrecipe run: {error}", file=sys.stderr)

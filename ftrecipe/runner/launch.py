@@ -1,17 +1,16 @@
 """Several devices or nodes: start the job under torchrun, the launcher Accelerate builds on.
 
-``ftrecipe run`` relaunches itself as ``python -m torch.distributed.run --standalone
---nproc_per_node N -m ftrecipe run ...`` for one node. For several nodes, start
+``ftrecipe run`` becomes the torchrun agent of ``torchrun --standalone --nproc_per_node N -m
+ftrecipe run ...`` for one node (in this process, so that a Ctrl-C or a failed worker ends in
+ftrecipe's own exit code and message, not in the launcher's traceback). For several nodes, start
 ``torchrun --nnodes ... -m ftrecipe run RECIPE`` (or ``accelerate launch -m ftrecipe run``) on each
 node yourself: the processes then find themselves already launched and just run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import socket
-import subprocess
-import sys
 from collections.abc import Sequence
 
 from ftrecipe.sections import HardwareSection
@@ -31,24 +30,9 @@ def strategy_environment(hardware: HardwareSection) -> dict[str, str]:
     return {}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch_command(devices: int, argv: Sequence[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={devices}",
-        f"--master_port={_free_port()}",
-        "-m",
-        "ftrecipe",
-        *argv,
-    ]
+def launch_arguments(devices: int, argv: Sequence[str]) -> list[str]:
+    """torchrun's command line (after ``torchrun``) that runs this same command once per device."""
+    return ["--standalone", f"--nproc_per_node={devices}", "-m", "ftrecipe", *argv]
 
 
 def multinode_instructions(hardware: HardwareSection, argv: Sequence[str]) -> str:
@@ -62,6 +46,30 @@ def multinode_instructions(hardware: HardwareSection, argv: Sequence[str]) -> st
 
 
 def relaunch(hardware: HardwareSection, argv: Sequence[str]) -> int:
-    """Run this same command under torchrun with one process per device; returns its exit code."""
-    env = {**os.environ, **strategy_environment(hardware)}
-    return subprocess.call(launch_command(hardware.devices, argv), env=env)
+    """Run this same command under torchrun with one process per device; returns the exit code.
+
+    A terminal's Ctrl-C reaches this agent and the workers (one process group); the agent passes it
+    on and waits while the workers checkpoint and exit, then this returns 130 quietly. A worker's
+    failure was already reported by the worker: its exit code is returned, without the launcher's
+    error summary.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    if "--debug" not in argv:  # the agent's own notices: the workers report for themselves
+        for name in list(logging.root.manager.loggerDict):
+            if name.startswith("torch.distributed.elastic"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+    os.environ.update(strategy_environment(hardware))
+    # torchrun would set 1 and say so; share the cores between the processes instead
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // hardware.devices)))
+    try:
+        run(parse_args(launch_arguments(hardware.devices, argv)))
+    except SignalException:
+        return 130
+    except ChildFailedError as error:
+        codes = [failure.exitcode for failure in error.failures.values()]
+        code = next((c for c in codes if c != 0), 1)
+        return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
+    return 0

@@ -97,10 +97,18 @@ class LoopResult:
 
 
 class StopFlag:
-    """Turns SIGINT/SIGTERM into a request to checkpoint and stop at the next step boundary."""
+    """Turns SIGINT/SIGTERM into a request to checkpoint and stop at the next step boundary.
+
+    Under torchrun one Ctrl-C arrives twice, from the terminal and forwarded by the launcher,
+    milliseconds apart; only a second signal at least ``SAME_SIGNAL_SECONDS`` later is a
+    second Ctrl-C, which stops at once.
+    """
+
+    SAME_SIGNAL_SECONDS = 1.0
 
     def __init__(self) -> None:
         self.requested = False
+        self._first = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
@@ -112,9 +120,11 @@ class StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C stops at once
+        now = time.monotonic()
+        if not self.requested:
+            self.requested, self._first = True, now
+        elif now - self._first >= self.SAME_SIGNAL_SECONDS:
             raise KeyboardInterrupt
-        self.requested = True
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
@@ -222,7 +232,10 @@ def train(
     with StopFlag() as stop:
         while state.step < total_steps:
             epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
-            epoch_loader.set_epoch(state.epoch)  # Accelerate's loader passes it on to the sampler
+            epoch_loader.set_epoch(state.epoch)  # Accelerate's own bookkeeping
+            # and ours directly: when resuming several processes, the loader that skips the batches already
+            # seen nests our sampler too deep for Accelerate's set_epoch, which would replay epoch 0's order
+            sampler.set_epoch(state.epoch)
             reporter.new_epoch(state.epoch, math.ceil(state.batches_in_epoch / training.gradient_accumulation))
             fetch_start = time.perf_counter()
             for batch in epoch_loader:
