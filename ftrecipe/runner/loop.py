@@ -230,6 +230,7 @@ def train(
         return path
 
     with StopFlag() as stop:
+        stop_voted = StopVote(stop, accelerator)
         while state.step < total_steps:
             epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
             epoch_loader.set_epoch(state.epoch)  # Accelerate's own bookkeeping
@@ -289,7 +290,7 @@ def train(
                     _periodic_eval(evaluate, state, reporter, metrics_log, accelerator, callbacks)
                 if training.checkpoint_every and state.step % training.checkpoint_every == 0:
                     checkpoint()
-                if _stop_requested(stop, accelerator):
+                if stop_voted():
                     reporter.stop()
                     raise Interrupted(checkpoint())
                 if state.step >= total_steps:
@@ -311,13 +312,25 @@ def train(
     return LoopResult(state, state.eval_before, after, freeze_report, data, model, accelerator.num_processes)
 
 
-def _stop_requested(stop: StopFlag, accelerator: Any) -> bool:
-    """Every process must agree to stop, or the checkpoint's collectives would hang."""
-    if accelerator.num_processes == 1:
-        return stop.requested
-    flag = torch.tensor(1.0 if stop.requested else 0.0, device=accelerator.device)
-    flag = accelerator.reduce(flag, "sum")
-    return bool(flag.item() > 0)
+class StopVote:
+    """Do the processes want to stop? All must agree on the step, or the checkpoint's collectives hang.
+
+    Each step's vote is summed across processes and read one step later, so reading it never waits
+    for the step just queued on the GPU (reading it at once would stall every step); every process
+    reads the same lagged sum, so all stop together, one step after the signal.
+    """
+
+    def __init__(self, stop: StopFlag, accelerator: Any) -> None:
+        self.stop, self.accelerator = stop, accelerator
+        self.pending: torch.Tensor | None = None
+
+    def __call__(self) -> bool:
+        if self.accelerator.num_processes == 1:
+            return self.stop.requested
+        previous = self.pending
+        vote = torch.tensor(1.0 if self.stop.requested else 0.0, device=self.accelerator.device)
+        self.pending = self.accelerator.reduce(vote, "sum")
+        return previous is not None and bool(previous.item() > 0)
 
 
 def _periodic_eval(evaluate, state, reporter, metrics_log, accelerator, callbacks) -> EvalResult | None:
