@@ -49,7 +49,7 @@ def relaunch(hardware: HardwareSection, argv: Sequence[str]) -> int:
     """Run this same command under torchrun with one process per device; returns the exit code.
 
     A terminal's Ctrl-C reaches this agent and the workers (one process group); the agent passes it
-    on and waits while the workers checkpoint and exit, then this returns 130 quietly. A worker's
+    on and waits while the workers checkpoint and exit, then this returns 130 (143 for SIGTERM) quietly. A worker's
     failure was already reported by the worker: its exit code is returned, without the launcher's
     error summary.
     """
@@ -66,8 +66,8 @@ def relaunch(hardware: HardwareSection, argv: Sequence[str]) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // hardware.devices)))
     try:
         run(parse_args(launch_arguments(hardware.devices, argv)))
-    except SignalException:
-        return 130
+    except SignalException as error:  # Ctrl-C: 130, SIGTERM: 143
+        return 128 + int(error.sigval)
     except ChildFailedError as error:
         codes = [failure.exitcode for failure in error.failures.values()]
         code = next((c for c in codes if c != 0), 1)
