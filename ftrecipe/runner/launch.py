@@ -62,6 +62,9 @@ def relaunch(hardware: HardwareSection, argv: Sequence[str]) -> int:
             if name.startswith("torch.distributed.elastic"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.update(strategy_environment(hardware))
+    # after Ctrl-C, let the workers finish a large checkpoint (torchrun's default is 30 s, then SIGKILL);
+    # a second Ctrl-C still stops them at once
+    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")
     # torchrun would set 1 and say so; share the cores between the processes instead
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // hardware.devices)))
     try:
