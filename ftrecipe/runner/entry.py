@@ -148,7 +148,7 @@ def run_recipe(result: ValidationResult, args: argparse.Namespace) -> int:
     try:
         return _run(result, recipe, args)
     except RecipeRuntimeError as error:
-        if int(os.environ.get("RANK", "0")) == 0:  # every process finds the same mistake: say it once
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:  # the processes of a machine read the same files: once each
             print(result.diagnostic(error.path, error.message).text(), file=sys.stderr)
         return EXIT_USAGE
     except RunFailure as error:
