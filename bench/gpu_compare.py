@@ -26,6 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from accelerate.utils import send_to_device
 
 SHAPES: dict[str, dict[str, Any]] = {
     "llama-1b": {"modality": "causal-lm", "base": "llama", "config": {
@@ -49,16 +50,6 @@ FREEZE = {
     "qlora": {"strategy": "qlora", "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"}},
     "encoder-frozen": {"strategy": "partial", "freeze": ["model.encoder.*"]},
 }
-
-
-
-def to_device(value: Any, device: torch.device) -> Any:
-    """Tensors to the device, through nested dicts; anything else (flags such as use_cache) as is."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
-    return value
 
 
 def recipe_data(shape: str, mode: str, steps: int, batch: int, seq_len: int, tiny: bool) -> dict[str, Any]:
@@ -134,7 +125,7 @@ def plain_loop(raw: dict[str, Any], steps: int) -> dict[str, Any]:
     done, amount, start = 0, 0, time.perf_counter()
     while done < steps:
         for batch in loader:
-            batch = to_device(batch, device)
+            batch = send_to_device(batch, device, non_blocking=True)
             with autocast:
                 loss = task.compute_loss(model, batch)
             loss.backward()

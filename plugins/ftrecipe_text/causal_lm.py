@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,6 @@ class PaddedCollator:
 def _check_packable(model: torch.nn.Module) -> None:
     """Packed examples are kept apart by Transformers' own mask builder, from position ids; refuse
     models that would let them attend to each other instead."""
-    import sys
-
     if getattr(model.config, "alibi", False):
         raise RecipeRuntimeError(("data", "packing"), "this model uses ALiBi positions, which packing cannot separate; set packing: false")
     modeling = sys.modules.get(type(model).__module__)
@@ -58,6 +57,7 @@ class CausalLMTask(ModalityTask):
     """Builds a causal LM, its prompt/completion data, and exact-match evaluation."""
 
     tokenizer: Any = None
+    packing = False  # set by build_data: training rows are packed
 
     # -- data ----------------------------------------------------------------------------------
     def _render(self, rows: list, skipped: dict[str, str], split: str) -> list[tuple[str, str, Any]]:
@@ -140,7 +140,7 @@ class CausalLMTask(ModalityTask):
             model = from_pretrained(self.recipe, AutoModelForCausalLM)
             if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
                 model.resize_token_embeddings(len(self.tokenizer))
-        if getattr(self, "packing", False):
+        if self.packing:
             _check_packable(model)
         return model
 

@@ -29,8 +29,8 @@ def _read_file(path: Path, on_error: str, skipped: dict[str, str], key: tuple) -
     try:
         return [row for _, row in iter_rows(path, None if on_error == "fail" else skip)]
     except RowFileError as error:
-        corrupt = "corrupt record: " if error.line else ""
-        raise RecipeRuntimeError(key, f"{error.path}:{error.line}: {corrupt}{error.message}" if error.line else str(error)) from error
+        message = f"{error.path}:{error.line}: corrupt record: {error.message}" if error.line else str(error)
+        raise RecipeRuntimeError(key, message) from error
 
 
 def _read_sources(sources: str | list[str] | None, key: tuple, base_dir: Path, on_error: str, skipped: dict) -> tuple[list, list[Path]]:

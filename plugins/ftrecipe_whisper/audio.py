@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
 import functools
+from dataclasses import asdict, dataclass
 from math import gcd
 from pathlib import Path
 from typing import Any
