@@ -147,9 +147,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not result.ok:
         print(render(result.diagnostics, "text"), file=sys.stderr)
         return EXIT_USAGE
-    from ftrecipe.runner.entry import run_recipe  # torch is imported from here on
+    from ftrecipe.runner.entry import RunOptions, run_recipe  # torch is imported from here on
 
-    return run_recipe(result, args)
+    options = RunOptions(output=args.output, max_steps=args.max_steps, resume=args.resume, smoke=args.smoke,
+                         save_augmented=args.save_augmented, quiet=args.quiet, debug=args.debug, argv=args.argv)
+    return run_recipe(result, options)
 
 
 COMMANDS = {"validate": cmd_validate, "run": cmd_run, "schema": cmd_schema, "plugins": cmd_plugins, "init": cmd_init}

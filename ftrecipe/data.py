@@ -1,8 +1,21 @@
-"""What dataset-format readers return, the row files they share, and the seeding that makes
+"""What dataset-format readers return, the chores every reader shares, and the seeding that makes
 augmentation resumable.
 
 Readers are torch-free: they return rows (dicts) in the canonical columns of the modality they
-serve. A training dataset that sets the class attribute ``epoch_aware = True`` receives each index as an
+serve, as :class:`DatasetSplits` with a typed :class:`DataReport`. The chores live here once so that
+every format behaves alike:
+
+- :func:`source_paths` resolves ``data.train`` / ``data.eval`` against the recipe's folder and
+  blames the exact recipe key (``data.train[1]``) for a path that does not exist;
+  :func:`require_source` for a format that needs one;
+- :func:`read_rows` reads JSON Lines, JSON, CSV, TSV and Parquet with located bad lines, skipped
+  into the report or fatal per ``data.on_error``;
+- :func:`make_splits` picks the examples in one documented order: (1) without an ``eval`` source,
+  ``eval_fraction`` of *all* training rows is held out (seeded), so the evaluation set does not
+  change with ``limit``; (2) ``data.limit`` keeps the first N training rows; (3) ``--smoke`` keeps
+  :data:`SMOKE_TRAIN_EXAMPLES` and :data:`SMOKE_EVAL_EXAMPLES`.
+
+A training dataset that sets the class attribute ``epoch_aware = True`` receives each index as an
 :class:`EpochIndex`, an ``int`` that also knows its epoch, so it can derive a per-example random
 generator with :func:`example_rng` that is the same whether the run was interrupted or not, and
 whichever worker process loads the example (augmentation needs this; others get plain ints).
@@ -18,15 +31,65 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftrecipe.errors import RecipeRuntimeError
+
+SMOKE_TRAIN_EXAMPLES = 16
+"""Training examples a ``--smoke`` run keeps."""
+SMOKE_EVAL_EXAMPLES = 8
+"""Evaluation examples a ``--smoke`` run keeps."""
+REPORTED_SKIPS = 50
+"""How many skipped examples summary.json lists by name (all are counted)."""
+
+
+@dataclass
+class DataReport:
+    """The data report: the counts the core reads, and the modality's own numbers in ``details``.
+
+    The runner logs it, warns with ``warnings``, writes :meth:`as_dict` to summary.json (``data``)
+    and puts ``train_examples`` on the model card.
+    """
+
+    train_examples: int = 0
+    eval_examples: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Every example left out: where (``train.jsonl:7``, a file path, ``eval:3``) -> why."""
+    warnings: list[str] = field(default_factory=list)
+    """Shown before training (too little data, a suspicious distribution, ...)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """The modality's own numbers (hours of audio, padding, per-class counts, ...)."""
+
+    def skip(self, where: str, why: str) -> None:
+        """Record one example left out (``data.on_error: skip``)."""
+        self.skipped[where] = why
+
+    def as_dict(self) -> dict[str, Any]:
+        """summary.json's ``data``: counts first, the first :data:`REPORTED_SKIPS` skipped by name."""
+        out: dict[str, Any] = {"train_examples": self.train_examples, "eval_examples": self.eval_examples,
+                               "skipped": len(self.skipped)}
+        if self.skipped:
+            out["skipped_examples"] = dict(list(self.skipped.items())[:REPORTED_SKIPS])
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return {**out, **self.details}
+
+    def log_lines(self) -> list[str]:
+        """One line per plain number, for the run log."""
+        lines = [f"data train_examples: {self.train_examples}", f"data eval_examples: {self.eval_examples}"]
+        if self.skipped:
+            lines.append(f"data skipped: {len(self.skipped)} (listed in summary.json)")
+        lines += [f"data {key}: {value}" for key, value in self.details.items() if not isinstance(value, (dict, list))]
+        return lines
+
 
 @dataclass
 class DatasetSplits:
-    """Rows for training and evaluation, the files they came from, and counts for the data report."""
+    """Rows for training and evaluation, the files they came from, and the data report."""
 
     train: Sequence[Mapping[str, Any]]
     eval: Sequence[Mapping[str, Any]] | None = None
     files: list[Path] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
+    """Every data file read, hashed into run.json."""
+    report: DataReport = field(default_factory=DataReport)
 
 
 class EpochIndex(int):
@@ -86,7 +149,53 @@ def split_holdout(rows: Sequence[Any], fraction: float, seed: int) -> tuple[list
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
-ROW_FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv")
+def require_source(section: Any, key: str = "train") -> None:
+    """A format that reads files needs ``data.<key>``: say so at that key."""
+    if getattr(section, key) is None:
+        raise RecipeRuntimeError(("data", key), f"format {section.format} needs a {key} source")
+
+
+def source_paths(section: Any, key: str, base_dir: Path) -> list[tuple[Path, tuple[str | int, ...]]]:
+    """Each path of ``data.<key>`` with the recipe key to blame for it (``data.train[1]``).
+
+    A path that does not exist is a :class:`RecipeRuntimeError` at its own key.
+    """
+    sources = getattr(section, key)
+    paths = resolve_sources(sources, base_dir)
+    found = []
+    for index, path in enumerate(paths):
+        where: tuple[str | int, ...] = ("data", key, index) if isinstance(sources, list) else ("data", key)
+        if not path.exists():
+            raise RecipeRuntimeError(where, f"no such file or directory: {path}")
+        found.append((path, where))
+    return found
+
+
+def select_examples(section: Any, train: Sequence[Any], eval_rows: Sequence[Any] | None, *, seed: int,
+                    smoke: bool) -> tuple[list[Any], list[Any]]:
+    """Hold-out, then ``limit``, then the smoke caps: the order the module docstring documents."""
+    train = list(train)
+    if eval_rows is None:
+        train, held = split_holdout(train, section.eval_fraction, seed)
+    else:
+        held = list(eval_rows)
+    if section.limit:
+        train = train[: section.limit]
+    if smoke:
+        train, held = train[:SMOKE_TRAIN_EXAMPLES], held[:SMOKE_EVAL_EXAMPLES]
+    return train, held
+
+
+def make_splits(section: Any, train: Sequence[Any], eval_rows: Sequence[Any] | None, *, seed: int, smoke: bool,
+                files: Sequence[Path] = (), report: DataReport | None = None) -> DatasetSplits:
+    """:func:`select_examples`, counted into ``report``: what a reader returns."""
+    train, held = select_examples(section, train, eval_rows, seed=seed, smoke=smoke)
+    report = report or DataReport()
+    report.train_examples, report.eval_examples = len(train), len(held)
+    return DatasetSplits(train, held or None, list(files), report)
+
+
+ROW_FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 
 
 class RowFileError(ValueError):
@@ -98,7 +207,7 @@ class RowFileError(ValueError):
 
 
 def iter_rows(path: Path, on_bad_line: Callable[[RowFileError], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) from a JSON Lines, JSON (a list, or ``{"data": [...]}``), CSV or TSV file.
+    """(line number, row) from a JSON Lines, JSON (a list, or ``{"data": [...]}``), CSV, TSV or Parquet file.
 
     One reader for every plugin, so that "line 7 of train.jsonl is not JSON" reads the same
     everywhere. A bad JSON Lines line raises :class:`RowFileError`, or with ``on_bad_line`` is
@@ -140,5 +249,32 @@ def iter_rows(path: Path, on_bad_line: Callable[[RowFileError], None] | None = N
                 raise RowFileError(path, None, "empty file (no header line)")
             for row in reader:
                 yield reader.line_num, row
+    elif suffix == ".parquet":
+        yield from enumerate(_parquet_rows(path), 1)  # row positions
     else:
         raise RowFileError(path, None, f"unsupported file type {suffix!r}; use one of {', '.join(ROW_FILE_SUFFIXES)}")
+
+
+def _parquet_rows(path: Path) -> list[dict[str, Any]]:
+    import pyarrow
+    import pyarrow.parquet
+
+    try:
+        return pyarrow.parquet.read_table(path).to_pylist()
+    except (pyarrow.ArrowException, OSError) as error:
+        raise RowFileError(path, None, f"not a readable Parquet file: {error}") from error
+
+
+def read_rows(path: Path, key: tuple[str | int, ...], on_error: str, report: DataReport) -> list[dict[str, Any]]:
+    """Every row of one row file. A bad line is skipped into ``report`` (``data.on_error: skip``) or,
+    like a file that cannot be read at all, is a :class:`RecipeRuntimeError` at ``key`` that names the
+    file and line."""
+
+    def skip(error: RowFileError) -> None:
+        report.skip(f"{path.name}:{error.line}", error.message)
+
+    try:
+        return [row for _, row in iter_rows(path, None if on_error == "fail" else skip)]
+    except RowFileError as error:
+        message = f"{error.path}:{error.line}: corrupt record: {error.message}" if error.line else str(error)
+        raise RecipeRuntimeError(key, message) from error

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ftrecipe.errors import RecipeRuntimeError
-from ftrecipe.task import ModelAnatomy
 
 if TYPE_CHECKING:
     import torch
@@ -21,6 +20,24 @@ if TYPE_CHECKING:
     from ftrecipe.sections import RecipeBase
 
 _STACK_NAMES = ("layers", "layer", "h", "blocks", "block")
+
+
+@dataclass
+class ModelAnatomy:
+    """Where a model's layer stacks and head are, so one freeze grammar fits every architecture.
+
+    :meth:`ftrecipe.plugin.ModalityTask.anatomy` returns it; the default finds it by module names
+    (:func:`discover_anatomy`), and a task corrects or completes it for its architecture.
+    """
+
+    stacks: dict[str, list[str]]
+    """Stack name -> module names of its layers, input side first (e.g. ``decoder``)."""
+    main_stack: str | None
+    """The stack ``freeze_layers`` and ``unfreeze_top`` count in when the recipe names none."""
+    head: list[str] = field(default_factory=list)
+    """Module names of the output head (trained by ``transfer``, saved in full by LoRA)."""
+    peft_task_type: str | None = None
+    """PEFT ``TaskType`` name (``CAUSAL_LM``, ``SEQ_CLS``, ...) or None for a plain ``PeftModel``."""
 
 
 @dataclass

@@ -8,12 +8,12 @@ every ``ftrecipe validate`` does) stays cheap and torch-free.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ftrecipe.sections import AugmentationSection, DataSection, ModelSection, RecipeBase
+    from ftrecipe.sections import AugmentationSection, DataSection, ModelSection, RecipeBase, Section
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class Modality:
     ``section`` subclasses :class:`~ftrecipe.sections.ModelSection` with
     ``modality: Literal[name]``; ``task`` names the :class:`~ftrecipe.task.ModalityTask` subclass
     that builds the model, data, loss and evaluation for the runner.
+
+    A recipe must never accept a key that nothing reads: keys of the modality's own go in its
+    sections (``section``, and core sections extended through ``sections``); core keys the task
+    does not read are listed in ``ignores`` and rejected where a recipe writes them.
     """
 
     name: str
@@ -53,6 +57,13 @@ class Modality:
     """Commented YAML that `ftrecipe init NAME` writes."""
     checks: tuple[Callable[[RecipeBase], Iterable[Problem]], ...] = ()
     """Cross-field checks run by `ftrecipe validate` after the schema accepted the recipe."""
+    sections: Mapping[str, type[Section]] = field(default_factory=dict)
+    """Core sections this modality extends with keys of its own, e.g. ``{"evaluation": MyEvaluation}``
+    where ``MyEvaluation`` subclasses :class:`~ftrecipe.sections.EvaluationSection`. Allowed names:
+    ``freeze``, ``head``, ``training``, ``hardware``, ``evaluation``, ``output``."""
+    ignores: Mapping[str, str] = field(default_factory=dict)
+    """Core keys the task does not read (dotted, e.g. ``"head"`` or ``"training.optimizer"``) -> why;
+    a recipe that writes one gets a located error saying so."""
     plugin: str = field(default="", compare=False)
     """Filled in by the registry: which plugin contributed the record."""
 
@@ -62,7 +73,8 @@ class DatasetFormat:
     """A way to read examples (``data.format``), for the modalities it names.
 
     ``reader`` names a function ``read(section, *, base_dir, seed, smoke) -> DatasetSplits``
-    (see :mod:`ftrecipe.data`) returning rows in the canonical columns the modality documents.
+    (see :mod:`ftrecipe.data`, whose helpers do the shared chores) returning rows in the canonical
+    columns the modality documents.
     """
 
     name: str
@@ -70,6 +82,8 @@ class DatasetFormat:
     section: type[DataSection]
     reader: str
     description: str = ""
+    ignores: Mapping[str, str] = field(default_factory=dict)
+    """Core ``data`` keys the reader does not read (``"data.eval"``) -> why; rejected where written."""
     plugin: str = field(default="", compare=False)
 
 
@@ -109,7 +123,7 @@ class Metric:
 class Callback:
     """A runner callback a recipe can switch on by name (``callbacks: [name]``).
 
-    ``factory`` names a class implementing :class:`ftrecipe.runner.callbacks.RunCallback`.
+    ``factory`` names a subclass of :class:`ftrecipe.callbacks.RunCallback`.
     """
 
     name: str

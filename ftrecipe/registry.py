@@ -19,6 +19,7 @@ import pluggy
 
 from ftrecipe import hookspec
 from ftrecipe.records import Augmentation, Callback, DatasetFormat, Metric, Modality, Record
+from ftrecipe.sections import RecipeBase, Section, section_of
 
 ENTRY_POINT_GROUP = "ftrecipe"
 BUILTIN_DISTRIBUTION = "ftrecipe"
@@ -92,6 +93,34 @@ def _as_list(result: object) -> list:
     return [result]
 
 
+EXTENSIBLE_SECTIONS = ("freeze", "head", "training", "hardware", "evaluation", "output")
+"""Shared sections a modality may extend (``Modality.sections``)."""
+
+
+def _names_a_core_key(dotted: str) -> bool:
+    node: type[Section] | None = RecipeBase
+    for part in dotted.split("."):
+        if node is None or part not in node.model_fields:
+            return False
+        node = section_of(node.model_fields[part].annotation)
+    return True
+
+
+def record_problems(record: Record) -> list[str]:
+    """What is wrong with a record as declared (a plugin author's mistake, reported by `ftrecipe plugins`)."""
+    problems = []
+    for key in getattr(record, "ignores", {}):
+        if not _names_a_core_key(key):
+            problems.append(f"ignores names '{key}', which is no key of a recipe's shared sections")
+    for name, section in getattr(record, "sections", {}).items():
+        core = section_of(RecipeBase.model_fields[name].annotation) if name in EXTENSIBLE_SECTIONS else None
+        if core is None:
+            problems.append(f"sections names '{name}'; a modality may extend {', '.join(EXTENSIBLE_SECTIONS)}")
+        elif not (isinstance(section, type) and issubclass(section, core)):
+            problems.append(f"sections['{name}'] must subclass ftrecipe.plugin.{core.__name__}")
+    return [f"{type(record).__name__} '{record.name}': {problem}" for problem in problems]
+
+
 def _collect(info: PluginInfo, manager: pluggy.PluginManager, results: dict[str, list]) -> None:
     """Call each hook the plugin implements; on any failure the whole plugin is skipped."""
     collected: dict[str, list] = {}
@@ -102,6 +131,10 @@ def _collect(info: PluginInfo, manager: pluggy.PluginManager, results: dict[str,
                 records = _as_list(impl.function())
             except Exception as error:  # a plugin's bug must not take the CLI down
                 info.error = f"{hook} raised {type(error).__name__}: {error}"
+                return
+            problems = [problem for record in records for problem in record_problems(record)]
+            if problems:
+                info.error = f"{hook}: {'; '.join(problems)}"
                 return
             collected[hook] = [replace(record, plugin=info.name) for record in records]
             info.hooks.append(hook)

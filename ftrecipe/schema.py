@@ -1,8 +1,8 @@
 """Assembles the recipe models from the core sections and what the plugins contribute.
 
-Each modality gets its own recipe class: its ``model`` section, a discriminated union of the dataset
-formats that serve it (on ``data.format``), of its augmentations (on ``data.augment[].name``), and
-``Literal`` lists of its metrics and of the installed callbacks. The JSON Schema is the union of
+Each modality gets its own recipe class: its ``model`` section, the shared sections it extends, a
+discriminated union of the dataset formats that serve it (on ``data.format``), of its augmentations
+(on ``data.augment[].name``), and ``Literal`` lists of its metrics and of the installed callbacks. The JSON Schema is the union of
 those classes, discriminated on ``model.modality``.
 """
 
@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, create_model
 
-from ftrecipe.registry import Registry, get_registry
-from ftrecipe.sections import AugmentationSection, DataSection, EvaluationSection, RecipeBase
+from ftrecipe.registry import EXTENSIBLE_SECTIONS, Registry, get_registry
+from ftrecipe.sections import AugmentationSection, DataSection, RecipeBase
 
 SCHEMA_ID = "https://ftrecipe.dev/schemas/recipe.schema.json"
 
@@ -51,13 +51,16 @@ def _build_recipe_class(registry: Registry, modality: str) -> type[RecipeBase]:
         )
     data_type = _union(data_members, "format") if data_members else DataSection
 
-    evaluation = create_model(
+    shared = {name: RecipeBase.model_fields[name].annotation for name in EXTENSIBLE_SECTIONS}
+    shared.update(record.sections)
+    base_evaluation = shared["evaluation"]
+    shared["evaluation"] = create_model(
         f"{prefix}Evaluation",
-        __base__=EvaluationSection,
-        __doc__=EvaluationSection.__doc__,
+        __base__=base_evaluation,
+        __doc__=base_evaluation.__doc__,
         metrics=(
             _literal_list(list(registry.metrics_for(modality))) | None,
-            Field(default=None, description=EvaluationSection.model_fields["metrics"].description),
+            Field(default=None, description=base_evaluation.model_fields["metrics"].description),
         ),
     )
     return create_model(
@@ -66,7 +69,7 @@ def _build_recipe_class(registry: Registry, modality: str) -> type[RecipeBase]:
         __doc__=f"A recipe for the '{modality}' modality. {record.description}".strip(),
         model=(record.section, ...),
         data=(data_type, ...),
-        evaluation=(evaluation, Field(default_factory=evaluation)),
+        **{name: (section, Field(default_factory=section)) for name, section in shared.items()},
         callbacks=(
             _literal_list(list(registry.callbacks)),
             Field(default_factory=list, description="Runner callbacks to switch on (see `ftrecipe plugins`)."),

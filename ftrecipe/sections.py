@@ -4,7 +4,8 @@ The core owns the sections every modality shares (freeze, head, training, hardwa
 output) and the *base* classes of the sections plugins extend: a modality subclasses
 :class:`ModelSection` (discriminated by ``model.modality``), a dataset format subclasses
 :class:`DataSection` (discriminated by ``data.format``) and an augmentation subclasses
-:class:`AugmentationSection` (discriminated by ``name``). :mod:`ftrecipe.schema` assembles them.
+:class:`AugmentationSection` (discriminated by ``name``); a modality may extend a shared section
+with keys of its own (``Modality.sections``). :mod:`ftrecipe.schema` assembles them.
 
 This module must stay importable without torch: it runs on every ``ftrecipe validate``.
 """
@@ -12,7 +13,8 @@ This module must stay importable without torch: it runs on every ``ftrecipe vali
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+import typing
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
@@ -21,6 +23,17 @@ class Section(BaseModel):
     """Base of every recipe section: unknown keys are errors, never silently dropped."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+def section_of(annotation: Any) -> type[Section] | None:
+    """The section class a field holds (``X``, ``X | None``), or None for a plain value."""
+    if isinstance(annotation, type):
+        return annotation if issubclass(annotation, Section) else None
+    for arg in typing.get_args(annotation):
+        found = section_of(arg)
+        if found is not None:
+            return found
+    return None
 
 
 # --------------------------------------------------------------------------- model
@@ -287,7 +300,8 @@ class HardwareSection(Section):
 
 
 class GenerationSettings(Section):
-    """Decoding settings for generation-based metrics."""
+    """Decoding settings for generation-based metrics (a building block: a generating modality adds
+    ``generation: GenerationSettings`` to its own evaluation section)."""
 
     max_new_tokens: Annotated[int, Field(ge=1)] = 128
     num_beams: Annotated[int, Field(ge=1)] = 1
@@ -305,7 +319,6 @@ class EvaluationSection(Section):
     """Evaluate on at most N examples (generation is slow)."""
     samples: Annotated[int, Field(ge=0)] = 8
     """How many predictions (worst first where a metric ranks them) are saved for people to read."""
-    generation: GenerationSettings = Field(default_factory=GenerationSettings)
 
 
 class OutputSection(Section):

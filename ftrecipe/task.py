@@ -2,24 +2,34 @@
 
 A modality's task builds the model (with its head), the data pipeline, the loss and the
 evaluation; the runner owns devices, the loop, precision, freezing, checkpoints, progress and
-outputs. A task whose inner loop belongs to another library (Ultralytics' trainer, say) sets
-``owns_loop = True`` and implements :meth:`ModalityTask.fit`, reporting through the
-:class:`~ftrecipe.runner.session.TrainSession` it is given.
+outputs. Two paths, one outcome (:class:`FitResult`):
+
+- **common loop** (the default): implement ``build_data``, ``build_model``, ``compute_loss``,
+  ``evaluate`` and ``save``; the runner trains with Accelerate.
+- **own loop** (``owns_loop = True``, for a library that keeps its inner loop, like Ultralytics'
+  trainer): implement ``build_data``, ``fit``, ``evaluate`` and ``save``; ``fit`` trains and
+  reports through the :class:`TrainSession` it is handed, which carries the built data, the step
+  counts, the stop request and the one atomic checkpoint writer.
+
+Torch-free at import: the registry imports task classes only for ``ftrecipe run``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from ftrecipe.data import DataReport, DatasetSplits
+from ftrecipe.freeze import FreezeReport, ModelAnatomy, discover_anatomy
+from ftrecipe.records import resolve
 
 if TYPE_CHECKING:
     import torch
 
-    from ftrecipe.data import DatasetSplits
     from ftrecipe.registry import Registry
-    from ftrecipe.runner.session import FitResult, TrainSession
     from ftrecipe.sections import RecipeBase
 
 
@@ -35,6 +45,7 @@ class TaskContext:
     smoke: bool = False
     """Build a tiny randomly initialised model of the same family and use a few examples."""
     is_main_process: bool = True
+    """Only the main process writes files meant for people (the runner writes its own outputs)."""
     log: Callable[[str], None] = print
     warn: Callable[[str], None] = print
     save_augmented: int = 0
@@ -46,19 +57,6 @@ class TaskContext:
 
 
 @dataclass
-class ModelAnatomy:
-    """Where a model's layer stacks and head are, so one freeze grammar fits every architecture."""
-
-    stacks: dict[str, list[str]]
-    """Stack name -> module names of its layers, input side first (e.g. ``decoder``)."""
-    main_stack: str | None
-    head: list[str] = field(default_factory=list)
-    """Module names of the output head (trained by ``transfer``, saved in full by LoRA)."""
-    peft_task_type: str | None = None
-    """PEFT ``TaskType`` name (``CAUSAL_LM``, ``SEQ_CLS``, ...) or None for a plain ``PeftModel``."""
-
-
-@dataclass
 class DataBundle:
     """The task's datasets and how to batch them."""
 
@@ -66,8 +64,8 @@ class DataBundle:
     """A map-style dataset; with ``epoch_aware = True`` its indices are :class:`ftrecipe.data.EpochIndex`."""
     eval: Any | None
     collate: Callable[[list[Any]], Any]
-    report: dict[str, Any] = field(default_factory=dict)
-    """The data report (counts, hours, skipped examples and why), stored in summary.json."""
+    report: DataReport = field(default_factory=DataReport)
+    """The data report, logged before training and stored in summary.json."""
     files: list[Path] = field(default_factory=list)
     """Every data file read, hashed into run.json."""
 
@@ -83,10 +81,109 @@ class EvalResult:
     """Name -> PIL image (for image generators: sample grids)."""
 
 
+@dataclass
+class FitResult:
+    """How training went: what the common loop returns and what ``fit`` returns from its own loop.
+
+    ``fit`` fills ``model`` and ``steps`` (and ``epochs``, ``samples``, ``tokens`` where it knows
+    them); the runner completes the rest from what the session saw.
+    """
+
+    model: Any
+    steps: int
+    epochs: int = 0
+    """Complete passes over the training data."""
+    samples: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    eval_before: dict[str, float] | None = None
+    eval_after: EvalResult | None = None
+    freeze_report: FreezeReport | None = None
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a resumed run continues from."""
+
+    directory: Path
+    """What the task wrote into ``session.checkpoint(...)`` is in here."""
+    step: int
+    epoch: int
+
+
+class TrainSession(Protocol):
+    """What the runner hands :meth:`ModalityTask.fit`: the data, the schedule, and reporting.
+
+    Every process calls ``fit``; the session writes files from the main process only. A typical loop::
+
+        def fit(self, session):
+            model, _ = session.freeze(self.build_model())
+            start = session.resume_from()                       # None, or where to continue
+            if start is None:
+                session.evaluation("before", 0, self.evaluate(model, session.data, max_examples=None))
+            step = start.step if start else 0                   # (and load your state from start.directory)
+            session.start(step)
+            while step < session.total_steps:
+                ...one optimizer step...
+                step += 1
+                session.log(step, loss=loss, lr=lr, epoch=step / session.steps_per_epoch)
+                if session.should_stop() or step % every == 0:
+                    with session.checkpoint(step, epoch) as directory:
+                        ...write your state into directory (main process)...
+                    if session.stop_requested:
+                        return FitResult(model, step)           # the runner exits 130 and prints the resume command
+            session.evaluation("after", step, self.evaluate(model, session.data, max_examples=None))
+            return FitResult(model, step)
+    """
+
+    data: DataBundle
+    """The data the runner built with :meth:`ModalityTask.build_data` (once, before ``fit``)."""
+    total_steps: int
+    """Optimizer steps to run in all: ``--max-steps``, ``training.max_steps``, or ``training.epochs``
+    times :attr:`steps_per_epoch`."""
+    steps_per_epoch: int
+    """Optimizer steps in one pass over ``data.train`` on all processes (batch size, accumulation and
+    world size taken into account)."""
+    is_main_process: bool
+    world_size: int
+    rank: int
+    device: Any
+    """The ``torch.device`` this process trains on."""
+    stop_requested: bool
+    """Ctrl-C or SIGTERM arrived (as agreed by all processes at the last :meth:`should_stop`)."""
+
+    def resume_from(self) -> ResumePoint | None:
+        """With ``--resume``: the last complete checkpoint (checked against the recipe), else None."""
+
+    def freeze(self, model: Any) -> tuple[Any, FreezeReport]:
+        """Apply the recipe's freeze plan, as the common loop does (PEFT-wrapped for LoRA)."""
+
+    def start(self, start_step: int = 0) -> None:
+        """Show progress from ``start_step`` of :attr:`total_steps`."""
+
+    def log(self, step: int, *, loss: float, lr: float, epoch: float, **extra: float) -> None:
+        """A logged training step: metrics.jsonl, the progress display and the callbacks."""
+
+    def evaluation(self, when: str, step: int, result: EvalResult) -> None:
+        """``when``: ``before`` (the base model), ``periodic``, or ``after`` (the final model)."""
+
+    def checkpoint(self, step: int, epoch: int = 0) -> AbstractContextManager[Path]:
+        """All processes enter; yields an empty directory for the task's state, which becomes
+        ``checkpoints/step-N`` atomically (renamed and synced once complete) when the block ends."""
+
+    def should_stop(self) -> bool:
+        """True once Ctrl-C or SIGTERM arrived: checkpoint this step and return. Call it at the same
+        step on every process (it is a collective when several run)."""
+
+
 class ModalityTask:
-    """Base class of every modality's task; see the module docstring."""
+    """Base class of every modality's task; see the module docstring for the two paths."""
 
     owns_loop: ClassVar[bool] = False
+    """True: the task trains in :meth:`fit` with its own loop instead of the common one."""
+    launches_processes: ClassVar[bool] = False
+    """True: the task's library starts its own processes for several devices, so the runner runs one
+    process and leaves ``hardware.devices`` to the task (instead of starting one per device)."""
 
     def __init__(self, ctx: TaskContext) -> None:
         self.ctx = ctx
@@ -99,18 +196,15 @@ class ModalityTask:
 
     def anatomy(self, model: torch.nn.Module) -> ModelAnatomy:
         """Layer stacks and head of ``model``; the default discovers them from module names."""
-        from ftrecipe.freeze import discover_anatomy
-
         return discover_anatomy(model)
 
     # -- data ----------------------------------------------------------------------------------
     def build_data(self) -> DataBundle:
+        """Datasets ready to batch (called once, before the model is built)."""
         raise NotImplementedError
 
     def read_data(self) -> DatasetSplits:
         """Rows from the recipe's dataset format, through whichever plugin registered it."""
-        from ftrecipe.records import resolve
-
         data, ctx = self.recipe.data, self.ctx
         reader = resolve(ctx.registry.dataset_formats[(self.recipe.model.modality, data.format)].reader)
         return reader(data, base_dir=ctx.base_dir, seed=ctx.seed, smoke=ctx.smoke)
@@ -127,24 +221,20 @@ class ModalityTask:
 
     # -- training ------------------------------------------------------------------------------
     def compute_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        """The scalar loss of one micro-batch (already on the device)."""
+        """The scalar loss of one micro-batch (already on the device). Common loop only."""
         raise NotImplementedError
 
     def fit(self, session: TrainSession) -> FitResult:
-        """Train with your own inner loop (``owns_loop = True``), reporting through ``session``:
-        ``session.freeze(model)``, ``session.log(step, loss=..., lr=..., epoch=...)``,
-        ``with session.checkpoint(step) as directory: ...`` and ``session.evaluation("after", step, result)``.
-        """
+        """Train with your own inner loop (``owns_loop = True``), reporting through ``session``."""
         raise NotImplementedError(f"{type(self).__name__} sets owns_loop but does not implement fit()")
 
     # -- evaluation and saving -----------------------------------------------------------------
     def evaluate(self, model: torch.nn.Module, data: DataBundle, *, max_examples: int | None) -> EvalResult:
+        """Metrics on ``data.eval`` (main process, no gradients, model in eval mode)."""
         raise NotImplementedError
 
     def metric(self, name: str, predictions: Sequence[Any], references: Sequence[Any], **options: Any) -> dict[str, float]:
         """Score with the registered metric ``name`` (an offline ``evaluate`` module) as ``{key: value}``."""
-        from ftrecipe.records import resolve
-
         record = self.ctx.registry.metrics_for(self.recipe.model.modality)[name]
         score = resolve(record.load)().compute(predictions=list(predictions), references=list(references), **options)
         if isinstance(score, dict):
@@ -156,5 +246,10 @@ class ModalityTask:
         raise NotImplementedError
 
     def model_card_notes(self) -> Sequence[str]:
-        """Extra lines for the model card README."""
+        """Extra Markdown lines for the model card README (how to load and use the model)."""
         return ()
+
+    def model_card_metadata(self) -> dict[str, Any]:
+        """Hugging Face model-card metadata of the saved model: ``library_name``, ``pipeline_tag``,
+        extra ``tags``, ``datasets``; the runner adds ``base_model`` and ftrecipe's own tags."""
+        return {}

@@ -21,7 +21,7 @@ from ftrecipe.diagnostics import Diagnostic, did_you_mean, dotted
 from ftrecipe.overrides import Override, OverrideError, apply_overrides, parse_override
 from ftrecipe.registry import Registry, get_registry
 from ftrecipe.schema import recipe_class
-from ftrecipe.sections import LoraSettings, Quantization, RecipeBase
+from ftrecipe.sections import LoraSettings, ModelSection, Quantization, RecipeBase
 from ftrecipe.yamlio import LoadedYaml, Path, load_yaml
 
 
@@ -178,25 +178,63 @@ def _map_error(error: dict, root: type[BaseModel], data: Any, locate: _Locator) 
 # ---------------------------------------------------------------- the pipeline
 
 
-def _dispatch(data: dict, registry: Registry, locate: _Locator) -> str | Diagnostic:
-    """The modality a recipe asks for, or why it can't be found."""
+def _top_level_keys(registry: Registry) -> list[str]:
+    return [*RecipeBase.model_fields, *(["callbacks"] if registry.callbacks else [])]
+
+
+def _misspelt(keys: list[str], wanted: str, known: list[str]) -> list[str]:
+    """The keys of ``keys`` that are not in ``known`` but look like ``wanted``."""
+    return [key for key in keys if key not in known and did_you_mean(key, [wanted])]
+
+
+def _dispatch(data: dict, registry: Registry, locate: _Locator) -> str | list[Diagnostic]:
+    """The modality a recipe asks for, or why it can't be found (a misspelt key at its own line)."""
     model = data.get("model")
     names = sorted(registry.modalities)
     if not isinstance(model, dict):
-        if model is None:
-            return locate(("model",), "missing required section 'model'", prefer_key=True)
-        return locate(("model",), "must be a mapping with at least 'modality' and 'base'")
+        if model is not None:
+            return [locate(("model",), "must be a mapping with at least 'modality' and 'base'")]
+        known = _top_level_keys(registry)
+        unknown = [key for key in data if key not in known]
+        found = [locate((key,), f"unknown key '{key}'{did_you_mean(key, known)}", prefer_key=True) for key in unknown]
+        if not _misspelt(unknown, "model", known):
+            found.append(locate(("model",), "missing required section 'model'", prefer_key=True))
+        return found
     modality = model.get("modality")
     if modality is None:
-        return locate(("model", "modality"), f"missing required key 'modality'; allowed: {', '.join(names)}", prefer_key=True)
+        misspelt = _misspelt(list(model), "modality", list(ModelSection.model_fields))
+        if misspelt:
+            return [locate(("model", key), f"unknown key '{key}' (did you mean 'modality'?)", prefer_key=True) for key in misspelt]
+        return [locate(("model", "modality"), f"missing required key 'modality'; allowed: {', '.join(names)}", prefer_key=True)]
     if not isinstance(modality, str):
-        return locate(("model", "modality"), f"must be the name of a modality; allowed: {', '.join(names)}")
+        return [locate(("model", "modality"), f"must be the name of a modality; allowed: {', '.join(names)}")]
     if modality not in registry.modalities:
         failed = [f"plugin '{p.name}' failed to load ({p.error})" for p in registry.failed_plugins()]
         note = f"; note: {'; '.join(failed)}" if failed else ""
         hint = did_you_mean(str(modality), names)
-        return locate(("model", "modality"), f"unknown modality '{modality}'{hint}; allowed: {', '.join(names)}{note}")
+        return [locate(("model", "modality"), f"unknown modality '{modality}'{hint}; allowed: {', '.join(names)}{note}")]
     return str(modality)
+
+
+def unread_keys(registry: Registry, modality: str, data_format: Any) -> dict[str, str]:
+    """Shared keys the modality (or its data format) does not read -> the message a recipe that writes one gets."""
+    record = registry.modalities[modality]
+    unread = {key: f"not read by the '{modality}' modality" + (f": {why}" if why else "") for key, why in record.ignores.items()}
+    fmt = registry.formats_for(modality).get(data_format) if isinstance(data_format, str) else None
+    if fmt is not None:
+        unread.update({key: f"not read by data format '{fmt.name}'" + (f": {why}" if why else "") for key, why in fmt.ignores.items()})
+    if not registry.augmentations_for(modality):
+        unread["data.augment"] = f"no augmentation is registered for the '{modality}' modality"
+    return unread
+
+
+def _written(data: Any, dotted_key: str) -> bool:
+    node = data
+    for part in dotted_key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return node not in (None, [], {})
 
 
 def resolve_defaults(recipe: RecipeBase, registry: Registry, source: str) -> RecipeBase:
@@ -256,14 +294,20 @@ def validate_data(
         return result
 
     modality = _dispatch(data, registry, locate)
-    if isinstance(modality, Diagnostic):
-        result.diagnostics.append(modality)
+    if not isinstance(modality, str):
+        result.diagnostics.extend(modality)
         return result
     model_class = recipe_class(modality, registry)
+    section = data.get("data")
+    data_format = section.get("format") if isinstance(section, dict) else None
+    for key, message in unread_keys(registry, modality, data_format).items():
+        if _written(data, key):
+            result.diagnostics.append(locate(tuple(key.split(".")), f"{message}; remove it", prefer_key=True))
     try:
         recipe = model_class.model_validate(data)
     except ValidationError as error:
         result.diagnostics.extend(_map_error(e, model_class, data, locate) for e in error.errors())
+    if result.diagnostics:
         result.diagnostics.sort(key=lambda d: (d.line or 0, d.col or 0))
         return result
 

@@ -40,7 +40,8 @@ def test_a_bad_line_fails_or_is_handed_over(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("d.parquet", "", "unsupported file type '.parquet'"),
+        ("d.parquet", "", "not a readable Parquet file"),
+        ("d.xlsx", "", "unsupported file type '.xlsx'"),
         ("d.csv", "", r"empty file \(no header line\)"),
         ("d.json", '{"rows": []}', "expected a list of objects"),
         ("d.json", "[1,", "d.json:1: invalid JSON"),

@@ -136,7 +136,6 @@ def test_yaml_level_problems(example_registry, text, expected):
             "r.yaml:9:14: hardware.precision: QLoRA computes in bfloat16 but precision is fp32",
         ),
         ("freeze:\n  strategy: full\n  freeze: ['a.*']\n", "r.yaml:8:11: freeze.freeze: strategy full trains every parameter"),
-        ("head:\n  mode: replace\n", "r.yaml:7:9: head.mode: head mode replace needs labels"),
         ("output:\n  save: merged\n", "r.yaml:7:9: output.save: save: merged needs a LoRA strategy"),
         ("hardware:\n  accelerator: cpu\n  precision: fp16-mixed\n", "r.yaml:8:14: hardware.precision: fp16-mixed needs CUDA"),
         ("model_extra: 1\n", "r.yaml:6:1: model_extra: unknown key 'model_extra'"),
@@ -164,8 +163,11 @@ def test_overrides_are_typed_and_located(example_registry):
     ]
     result = check(VALID, example_registry, overrides=["noequals"])
     assert texts(result) == ["--set noequals: expected dotted.key=value"]
-    result = check(VALID, example_registry, overrides=["data.augment.0.p=0.25", "model.config.hidden=8"])
-    assert result.ok and result.recipe.data.augment[0].p == 0.25 and result.recipe.model.config == {"hidden": 8}
+    result = check(VALID, example_registry, overrides=["data.augment.0.p=0.25"])
+    assert result.ok and result.recipe.data.augment[0].p == 0.25
+    text = "model:\n  modality: text-classification\n  base: bert\n  init: scratch\ndata:\n  format: jsonl\n  train: t.jsonl\n"
+    result = check(text, None, overrides=["data.columns.text=body", "model.config.hidden_size=8"])
+    assert result.ok and result.recipe.data.columns == {"text": "body"} and result.recipe.model.config == {"hidden_size": 8}
 
 
 def test_cli_formats_and_exit_codes(tmp_path, example_site):
@@ -191,3 +193,8 @@ def test_cli_formats_and_exit_codes(tmp_path, example_site):
 def test_modality_of_the_wrong_type(example_registry):
     result = check("model:\n  modality: [a]\n  base: x\ndata:\n  format: synthetic\n", example_registry)
     assert texts(result)[0].startswith("r.yaml:2:13: model.modality: must be the name of a modality; allowed:")
+
+
+def test_a_new_head_needs_labels():
+    text = "model:\n  modality: text-classification\n  base: bert\n  init: scratch\ndata:\n  format: synthetic\nhead:\n  mode: replace\n"
+    assert texts(check(text, None)) == ["r.yaml:8:9: head.mode: head mode replace needs labels (or num_labels)"]

@@ -8,9 +8,11 @@ not change for the state to be reusable; resume names the fields that did.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,19 +111,30 @@ def load_compatible_state(directory: Path, recipe: RecipeBase) -> LoopState:
     return stored
 
 
-def save_checkpoint(accelerator: Any, root: Path, state: LoopState, keep: int) -> Path:
-    """Write a checkpoint atomically (all processes call this; rank 0 renames and prunes)."""
+@contextlib.contextmanager
+def atomic_checkpoint(root: Path, state: LoopState, keep: int, *, is_main: bool = True,
+                      barrier: Callable[[], None] = lambda: None) -> Iterator[Path]:
+    """The one checkpoint writer: yields an empty temporary directory to write the state into.
+
+    Every process enters; the main process prepares the directory, everyone writes (Accelerate's
+    sharded state, a task's own files), then the main process adds ``state.json``, syncs, renames it
+    to ``step-N`` and prunes to the newest ``keep``. A crash at any point leaves the previous
+    checkpoints intact and no half-written ``step-N``.
+    """
     final = root / f"{PREFIX}{state.step:07d}"
     temporary = root / f".tmp-{PREFIX}{state.step:07d}"
-    if accelerator.is_main_process:
+    if is_main:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(temporary, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        state_path = temporary / STATE_FILE
-        state_path.write_text(json.dumps(asdict(state), indent=2))
+        temporary.mkdir()
+    barrier()
+    yield temporary
+    barrier()
+    if is_main:
+        (temporary / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
+        for path in temporary.rglob("*"):
+            if path.is_file():
+                _fsync_file(path)
         _fsync_dir(temporary)
         if final.exists():  # re-saving the same step (e.g. interrupted right after a checkpoint)
             shutil.rmtree(final)
@@ -129,8 +142,23 @@ def save_checkpoint(accelerator: Any, root: Path, state: LoopState, keep: int) -
         _fsync_dir(root)
         for old in checkpoint_dirs(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
+    barrier()
+
+
+def save_checkpoint(accelerator: Any, root: Path, state: LoopState, keep: int) -> Path:
+    """Accelerate's full training state (model, optimizer, scheduler, RNGs) as one atomic checkpoint."""
+    with atomic_checkpoint(root, state, keep, is_main=accelerator.is_main_process,
+                           barrier=accelerator.wait_for_everyone) as directory:
+        accelerator.save_state(str(directory))
+    return root / f"{PREFIX}{state.step:07d}"
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        try:
+            os.fsync(handle.fileno())
+        except OSError:
+            pass
 
 
 def _fsync_dir(path: Path) -> None:

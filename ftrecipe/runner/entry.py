@@ -3,15 +3,19 @@
 Order matters for the user's time and data: the output directory is checked before anything is
 written, data is read before a large model is loaded, and every failure becomes a clear message
 (exit 2 for a mistake in the recipe or its data, 1 for a runtime failure) instead of a traceback.
+The steps of :class:`Run`: prepare (output directory, accelerator, resolved recipe), data (the task
+and its data report), record (run.json), train (the common loop or the task's own), finish (model,
+summary, model card, loss curve).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from ftrecipe.runner.outputs import (
     RUN_FILE,
     SUMMARY_FILE,
     MetricsLog,
+    card_metadata,
     model_card,
     plot_loss_curve,
     resolved_yaml,
@@ -33,6 +38,7 @@ from ftrecipe.runner.outputs import (
     write_json,
 )
 from ftrecipe.sections import RecipeBase
+from ftrecipe.task import FitResult, ModalityTask, TaskContext
 from ftrecipe.validation import ValidationResult
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -45,11 +51,27 @@ OOM_ADVICE = """the device ran out of memory. Ways out, cheapest first:
   - more devices (hardware.devices) with hardware.strategy: fsdp or deepspeed"""
 
 
-def output_directory(recipe: RecipeBase, args: argparse.Namespace) -> Path:
-    if args.output:
-        return Path(args.output)
+@dataclass
+class RunOptions:
+    """How `ftrecipe run` was asked to run a recipe (its command-line options)."""
+
+    output: str | None = None
+    """Output directory instead of the recipe's ``output.dir``."""
+    max_steps: int | None = None
+    resume: bool = False
+    smoke: bool = False
+    save_augmented: int = 0
+    quiet: bool = False
+    debug: bool = False
+    argv: Sequence[str] = field(default_factory=list)
+    """The command line after ``ftrecipe`` (for the resume hint and the per-device relaunch)."""
+
+
+def output_directory(recipe: RecipeBase, options: RunOptions) -> Path:
+    if options.output:
+        return Path(options.output)
     base = Path(recipe.output.dir or f"runs/{recipe.name}")
-    return base.with_name(base.name + "-smoke") if args.smoke else base
+    return base.with_name(base.name + "-smoke") if options.smoke else base
 
 
 def check_output_directory(directory: Path, resume: bool) -> None:
@@ -111,8 +133,9 @@ def build_accelerator(recipe: RecipeBase) -> Any:
     )
 
 
-def _smoke_recipe(recipe: RecipeBase) -> RecipeBase:
-    """Two optimizer steps on a few examples: the whole pipeline, in seconds."""
+def smoke_recipe(recipe: RecipeBase) -> RecipeBase:
+    """Two optimizer steps on a few examples, one process on the local device: the whole pipeline, in
+    seconds. (The tasks shrink what is theirs, e.g. generation lengths, from ``TaskContext.smoke``.)"""
     smoke = recipe.model_copy(deep=True)
     smoke.training.max_steps = 2
     smoke.training.gradient_accumulation = 1
@@ -121,8 +144,6 @@ def _smoke_recipe(recipe: RecipeBase) -> RecipeBase:
     smoke.training.eval_every = None
     smoke.training.checkpoint_every = None
     smoke.evaluation.max_examples = min(smoke.evaluation.max_examples or 4, 4)
-    smoke.evaluation.generation.max_new_tokens = min(smoke.evaluation.generation.max_new_tokens, 16)
-    # wherever it is run (a laptop, CI), on what is there: one process, the local device
     smoke.hardware.devices = smoke.hardware.nodes = 1
     import torch
 
@@ -133,20 +154,34 @@ def _smoke_recipe(recipe: RecipeBase) -> RecipeBase:
     return smoke
 
 
-def run_recipe(result: ValidationResult, args: argparse.Namespace) -> int:
+def quiet_libraries() -> None:
+    """ftrecipe reports progress itself; the libraries' chatter is for --debug."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    for library in ("accelerate", "bitsandbytes"):  # bitsandbytes: "optional CPU kernel not installed"
+        logging.getLogger(library).setLevel(logging.ERROR)
+
+
+def run_recipe(result: ValidationResult, options: RunOptions) -> int:
     """Run a validated recipe; returns the process exit code."""
     recipe = result.recipe
     assert recipe is not None
-    if args.smoke:
-        recipe = _smoke_recipe(recipe)
-    hardware = recipe.hardware
-    if (hardware.devices > 1 or hardware.nodes > 1) and not launch.already_launched():
-        if hardware.nodes > 1:
-            print(launch.multinode_instructions(hardware, args.argv), file=sys.stderr)
-            return EXIT_USAGE
-        return launch.relaunch(hardware, args.argv)
     try:
-        return _run(result, recipe, args)
+        if options.smoke:
+            recipe = smoke_recipe(recipe)
+        if options.max_steps is not None and options.max_steps < 1:
+            raise RunFailure("--max-steps must be at least 1")
+        task_class: type[ModalityTask] = resolve(get_registry().modalities[recipe.model.modality].task)
+        hardware = recipe.hardware
+        several = hardware.devices > 1 or hardware.nodes > 1
+        if several and not task_class.launches_processes and not launch.already_launched():
+            if hardware.nodes > 1:
+                print(launch.multinode_instructions(hardware, options.argv), file=sys.stderr)
+                return EXIT_USAGE
+            return launch.relaunch(hardware, options.argv)
+        return Run(result, recipe, task_class, options).execute()
     except RecipeRuntimeError as error:
         if int(os.environ.get("LOCAL_RANK", "0")) == 0:  # the processes of a machine read the same files: once each
             print(result.diagnostic(error.path, error.message).text(), file=sys.stderr)
@@ -160,158 +195,163 @@ def run_recipe(result: ValidationResult, args: argparse.Namespace) -> int:
         if isinstance(error, torch.OutOfMemoryError):
             print(f"ftrecipe run: {OOM_ADVICE}", file=sys.stderr)
             return EXIT_FAILURE
-        if args.debug:
+        if options.debug:
             raise
         print(f"ftrecipe run: {type(error).__name__}: {error}\n(run again with --debug for the traceback)", file=sys.stderr)
         return EXIT_FAILURE
 
 
-def _fit(task: Any, data: Any, accelerator: Any, output_dir: Path, reporter: Any, metrics_log: Any, callbacks: list, args: argparse.Namespace) -> Any:
-    """A task that owns its inner loop trains itself and reports through a TrainSession."""
-    from ftrecipe.freeze import FreezeReport
-    from ftrecipe.runner.checkpoint import LoopState
-    from ftrecipe.runner.loop import LoopResult
-    from ftrecipe.runner.session import TrainSession
+class Run:
+    """One `ftrecipe run`, as named steps (see the module docstring)."""
 
-    session = TrainSession(task=task, output_dir=output_dir, reporter=reporter, metrics_log=metrics_log,
-                           callbacks=callbacks, resume=args.resume, max_steps=args.max_steps)
-    try:
-        fitted = task.fit(session)
-    finally:
-        session.stop()
-    state = LoopState(step=fitted.steps, epoch=fitted.epochs, samples=fitted.samples,
-                      train_seconds=session.train_seconds, eval_before=session.eval_before)
-    freeze = fitted.freeze_report or FreezeReport(task.recipe.freeze.strategy, 0, 0)
-    return LoopResult(state, session.eval_before, session.eval_after, freeze, data, fitted.model, accelerator.num_processes)
+    def __init__(self, result: ValidationResult, recipe: RecipeBase, task_class: type[ModalityTask], options: RunOptions) -> None:
+        self.result, self.recipe, self.task_class, self.options = result, recipe, task_class, options
+        self.registry = get_registry()
+        self.modality = self.registry.modalities[recipe.model.modality]
 
+    def execute(self) -> int:
+        from ftrecipe.runner.stop import Interrupted
 
-def _run(result: ValidationResult, recipe: RecipeBase, args: argparse.Namespace) -> int:
-    from accelerate.utils import set_seed
+        self.prepare()
+        self.build_data()
+        self.record()
+        try:
+            outcome = self.train()
+        except Interrupted as stop:
+            self.interrupted(stop)
+            return EXIT_INTERRUPTED
+        self.finish(outcome)
+        return EXIT_OK
 
-    if not args.debug:  # ftrecipe reports progress itself; keep the libraries' chatter for --debug
-        import transformers
+    def prepare(self) -> None:
+        """Check the output directory, start the accelerator, write the resolved recipe, seed."""
+        from accelerate.utils import set_seed
 
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        for library in ("accelerate", "bitsandbytes"):  # bitsandbytes: "optional CPU kernel not installed"
-            logging.getLogger(library).setLevel(logging.ERROR)
+        from ftrecipe.runner.progress import Reporter
 
-    from ftrecipe.runner.loop import Interrupted, train
-    from ftrecipe.runner.progress import Reporter
-    from ftrecipe.task import TaskContext
+        if not self.options.debug:
+            quiet_libraries()
+        recipe = self.recipe
+        self.output_dir = output_directory(recipe, self.options)
+        check_output_directory(self.output_dir, self.options.resume)
+        self.accelerator = accelerator = build_accelerator(recipe)
+        accelerator.wait_for_everyone()  # everyone has checked the directory before anything is written
+        self.main = accelerator.is_main_process
+        self.reporter = Reporter(enabled=self.main, quiet=self.options.quiet)
+        wanted = {"fsdp": "FSDP", "deepspeed": "DEEPSPEED"}.get(recipe.hardware.strategy)
+        if wanted and accelerator.num_processes > 1 and wanted not in str(accelerator.distributed_type):
+            self.reporter.warn(f"hardware.strategy {recipe.hardware.strategy} is not available here "
+                               f"({accelerator.distributed_type}); running plain data parallel")
+        if self.main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.output_dir / RESOLVED_FILE, resolved_yaml(recipe))
+        set_seed(recipe.training.seed)
 
-    if args.max_steps is not None:
-        if args.max_steps < 1:
-            raise RunFailure("--max-steps must be at least 1")
-    output_dir = output_directory(recipe, args)
-    check_output_directory(output_dir, args.resume)
-    accelerator = build_accelerator(recipe)
-    accelerator.wait_for_everyone()  # everyone has checked the directory before anything is written
-    main = accelerator.is_main_process
-    reporter = Reporter(enabled=main, quiet=args.quiet)
-    wanted = {"fsdp": "FSDP", "deepspeed": "DEEPSPEED"}.get(recipe.hardware.strategy)
-    if wanted and accelerator.num_processes > 1 and wanted not in str(accelerator.distributed_type):
-        reporter.warn(f"hardware.strategy {recipe.hardware.strategy} is not available here ({accelerator.distributed_type}); running plain data parallel")
-    if main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(output_dir / RESOLVED_FILE, resolved_yaml(recipe))
-    set_seed(recipe.training.seed)
-
-    registry = get_registry()
-    modality = registry.modalities[recipe.model.modality]
-    task_class = resolve(modality.task)
-    ctx = TaskContext(
-        recipe=recipe,
-        registry=registry,
-        base_dir=result.base_dir,
-        output_dir=output_dir,
-        smoke=args.smoke,
-        is_main_process=main,
-        log=reporter.info,
-        warn=reporter.warn,
-        save_augmented=args.save_augmented,
-    )
-    task = task_class(ctx)
-    reporter.info(f"{recipe.name}: {modality.name} from {recipe.model.base} on {accelerator.device} x{accelerator.num_processes}")
-    data = task.build_data()
-    if len(data.train) == 0:
-        raise RunFailure("no training examples left after loading (see the data report)")
-    for key, value in data.report.items():
-        if not isinstance(value, (dict, list)):
-            reporter.info(f"data {key}: {value}")
-    for warning in data.report.get("warnings", []):
-        reporter.warn(warning)
-    if main:
-        plugin_dists = sorted({p.distribution for p in registry.plugins if p.name == modality.plugin and not p.builtin})
-        info = run_info(
+    def build_data(self) -> None:
+        """The task, and its data: read before any large model is loaded."""
+        recipe, reporter = self.recipe, self.reporter
+        ctx = TaskContext(
             recipe=recipe,
-            recipe_path=Path(result.source).resolve(),
-            accelerator=accelerator,
-            data_files=data.files,
-            plugin_distributions=plugin_dists,
-            argv=args.argv,
+            registry=self.registry,
+            base_dir=self.result.base_dir,
+            output_dir=self.output_dir,
+            smoke=self.options.smoke,
+            is_main_process=self.main,
+            log=reporter.info,
+            warn=reporter.warn,
+            save_augmented=self.options.save_augmented,
         )
-        write_json(output_dir / RUN_FILE, info)
-    callbacks = [resolve(registry.callbacks[name].factory)(output_dir, recipe) for name in getattr(recipe, "callbacks", [])] if main else []
+        self.task = self.task_class(ctx)
+        reporter.info(f"{recipe.name}: {self.modality.name} from {recipe.model.base} on "
+                      f"{self.accelerator.device} x{self.accelerator.num_processes}")
+        self.data = self.task.build_data()
+        if len(self.data.train) == 0:
+            raise RunFailure("no training examples left after loading (see the data report)")
+        for line in self.data.report.log_lines():
+            reporter.info(line)
+        for warning in self.data.report.warnings:
+            reporter.warn(warning)
 
-    metrics_log = MetricsLog(output_dir / METRICS_FILE)
-    started = time.perf_counter()
-    try:
-        if task.owns_loop:
-            outcome = _fit(task, data, accelerator, output_dir, reporter, metrics_log, callbacks, args)
-        else:
-            outcome = train(
-                task=task,
-                accelerator=accelerator,
-                output_dir=output_dir,
-                reporter=reporter,
-                metrics_log=metrics_log,
-                data=data,
-                resume=args.resume,
-                max_steps=args.max_steps,
-                callbacks=callbacks,
+    def record(self) -> None:
+        """run.json: versions, hardware, seed, command, data file hashes; the callbacks."""
+        registry, recipe = self.registry, self.recipe
+        if self.main:
+            plugin_dists = sorted({p.distribution for p in registry.plugins if p.name == self.modality.plugin and not p.builtin})
+            info = run_info(
+                recipe=recipe,
+                recipe_path=Path(self.result.source).resolve(),
+                accelerator=self.accelerator,
+                data_files=self.data.files,
+                plugin_distributions=plugin_dists,
+                argv=self.options.argv,
             )
-    except Interrupted as stop:
-        if main:
-            command = " ".join(["ftrecipe", *[a for a in args.argv if a != "--resume"], "--resume"])
-            print(f"\ninterrupted: checkpoint saved at {stop.checkpoint}\nresume with: {command}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+            write_json(self.output_dir / RUN_FILE, info)
+        names = getattr(recipe, "callbacks", [])
+        self.callbacks = [resolve(registry.callbacks[name].factory)(self.output_dir, recipe) for name in names] if self.main else []
+        self.metrics_log = MetricsLog(self.output_dir / METRICS_FILE)
+        self.started = time.perf_counter()
 
-    model_dir = output_dir / "model"
-    if main:
-        unwrapped = accelerator.unwrap_model(outcome.model)
-        task.save(unwrapped, model_dir)
-    accelerator.wait_for_everyone()
-    summary: dict[str, Any] = {
-        "recipe": recipe.name,
-        "modality": recipe.model.modality,
-        "eval_before": outcome.eval_before,
-        "eval_after": outcome.eval_after.metrics if outcome.eval_after else None,
-        "steps": outcome.state.step,
-        "epochs_completed": outcome.state.epoch,
-        "samples": outcome.state.samples,
-        "tokens": outcome.state.tokens,
-        "train_seconds": round(outcome.state.train_seconds or (time.perf_counter() - started), 3),
-        "world_size": outcome.world_size,
-        "model_path": str(model_dir),
-        "freeze": outcome.freeze_report.as_dict(),
-        "data": data.report,
-        "smoke": bool(args.smoke),
-    }
-    if main:
+    def train(self) -> FitResult:
+        """The common loop, or the task's own through a session."""
+        common = {"accelerator": self.accelerator, "output_dir": self.output_dir, "reporter": self.reporter,
+                  "metrics_log": self.metrics_log, "data": self.data, "resume": self.options.resume,
+                  "max_steps": self.options.max_steps, "callbacks": self.callbacks}
+        if self.task.owns_loop:
+            from ftrecipe.runner.session import RunnerSession
+
+            return RunnerSession(task=self.task, **common).fit()
+        from ftrecipe.runner.loop import train
+
+        return train(task=self.task, **common)
+
+    def interrupted(self, stop: Any) -> None:
+        if not self.main:
+            return
+        command = " ".join(["ftrecipe", *[a for a in self.options.argv if a != "--resume"], "--resume"])
+        if stop.fresh:
+            where = f"checkpoint saved at {stop.checkpoint}"
+        elif stop.checkpoint is not None:
+            where = f"no checkpoint was written at the stop; resuming continues from {stop.checkpoint}"
+        else:
+            where = "no checkpoint was written yet; resuming starts over"
+        print(f"\ninterrupted: {where}\nresume with: {command}", file=sys.stderr, flush=True)
+
+    def finish(self, outcome: FitResult) -> None:
+        """The model in its native format, summary.json, the model card and the loss curve."""
+        from ftrecipe.freeze import FreezeReport
+
+        recipe, accelerator, output_dir = self.recipe, self.accelerator, self.output_dir
+        model_dir = output_dir / "model"
+        if self.main:
+            self.task.save(accelerator.unwrap_model(outcome.model), model_dir)
+        accelerator.wait_for_everyone()
+        freeze = outcome.freeze_report or FreezeReport(recipe.freeze.strategy, 0, 0)
+        summary: dict[str, Any] = {
+            "recipe": recipe.name,
+            "modality": recipe.model.modality,
+            "eval_before": outcome.eval_before,
+            "eval_after": outcome.eval_after.metrics if outcome.eval_after else None,
+            "steps": outcome.steps,
+            "epochs_completed": outcome.epochs,
+            "samples": outcome.samples,
+            "tokens": outcome.tokens,
+            "train_seconds": round(outcome.train_seconds or (time.perf_counter() - self.started), 3),
+            "world_size": accelerator.num_processes,
+            "model_path": str(model_dir),
+            "freeze": freeze.as_dict(),
+            "data": self.data.report.as_dict(),
+            "smoke": bool(self.options.smoke),
+        }
+        if not self.main:
+            return
         write_json(output_dir / SUMMARY_FILE, summary)
+        metadata = card_metadata(recipe, self.task.model_card_metadata(), smoke=self.options.smoke)
         write_atomic(
             model_dir / "README.md",
-            model_card(
-                recipe=recipe,
-                summary=summary,
-                freeze_report=summary["freeze"],
-                data_report=data.report,
-                notes=list(task.model_card_notes()),
-            ),
+            model_card(recipe=recipe, summary=summary, freeze_report=summary["freeze"], data_report=summary["data"],
+                       notes=list(self.task.model_card_notes()), metadata=metadata),
         )
-        plot_loss_curve(metrics_log.records(), output_dir / "loss_curve.png")
-        for callback in callbacks:
+        plot_loss_curve(self.metrics_log.records(), output_dir / "loss_curve.png")
+        for callback in self.callbacks:
             callback.on_end(summary)
-        reporter.summary(summary)
-    return EXIT_OK
+        self.reporter.summary(summary)

@@ -53,3 +53,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, training: TrainingSection,
         num_warmup_steps=warmup_steps(training, total_steps),
         num_training_steps=total_steps,
     )
+
+
+def step_counts(batches_per_epoch: int, training: TrainingSection, max_steps: int | None = None) -> tuple[int, int]:
+    """(total optimizer steps, steps per epoch) from ``--max-steps``, ``training.max_steps`` or
+    ``training.epochs``; ``batches_per_epoch`` is the micro-batches one process sees in an epoch."""
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / training.gradient_accumulation))
+    total = max_steps or training.max_steps or max(1, math.ceil((training.epochs or 1) * steps_per_epoch))
+    return total, steps_per_epoch

@@ -19,6 +19,7 @@ from typing import Any
 
 from ftrecipe.data import file_digest
 from ftrecipe.sections import RecipeBase
+from ftrecipe.task import EvalResult
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -158,6 +159,35 @@ def plot_loss_curve(records: Sequence[Mapping[str, Any]], path: Path) -> Path | 
     return path
 
 
+def save_samples(path: Path, result: EvalResult) -> None:
+    """``eval_*_samples.jsonl`` (predictions next to references) and any images of an evaluation."""
+    if result.samples:
+        write_atomic(path, "".join(json.dumps(s, default=str) + "\n" for s in result.samples))
+    for name, image in result.images.items():
+        image.save(path.with_name(f"{path.stem.replace('_samples', '')}_{name}.png"))
+
+
+def card_metadata(recipe: RecipeBase, task_metadata: Mapping[str, Any], *, smoke: bool) -> dict[str, Any]:
+    """The Hugging Face model-card header: what the Hub reads to list and render the model."""
+    metadata: dict[str, Any] = {}
+    if recipe.model.init == "pretrained" and not smoke:
+        metadata["base_model"] = recipe.model.base
+    metadata.update({key: value for key, value in task_metadata.items() if key != "tags"})
+    tags = ["ftrecipe", recipe.model.modality, recipe.freeze.strategy, *task_metadata.get("tags", [])]
+    metadata["tags"] = list(dict.fromkeys(tags))
+    return metadata
+
+
+def _front_matter(metadata: Mapping[str, Any]) -> str:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    buffer = io.StringIO()
+    yaml.dump(dict(metadata), buffer)
+    return f"---\n{buffer.getvalue()}---\n\n"
+
+
 def model_card(
     *,
     recipe: RecipeBase,
@@ -165,8 +195,9 @@ def model_card(
     freeze_report: Mapping[str, Any],
     data_report: Mapping[str, Any],
     notes: Sequence[str],
+    metadata: Mapping[str, Any] | None = None,
 ) -> str:
-    """A short README.md for the saved model."""
+    """A README.md for the saved model, with the metadata header the Hugging Face Hub reads."""
     before, after = summary.get("eval_before") or {}, summary.get("eval_after") or {}
     rows = "\n".join(
         f"| {name} | {before.get(name, '-') if not isinstance(before.get(name), float) else f'{before[name]:.4g}'} | {value:.4g} |"
@@ -195,4 +226,4 @@ def model_card(
         "",
         "The exact recipe is in `recipe.resolved.yaml` next to this model.",
     ]
-    return "\n".join(lines) + "\n"
+    return (_front_matter(metadata) if metadata else "") + "\n".join(lines) + "\n"

@@ -9,8 +9,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.errors import RecipeRuntimeError
-from ftrecipe.task import DataBundle, EvalResult, ModalityTask, ModelAnatomy
+from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError
 from ftrecipe_text.formatting import render_example
 from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
 from ftrecipe_text.packing import compare_padding, pack_examples, packed_collate
@@ -60,7 +59,7 @@ class CausalLMTask(ModalityTask):
     packing = False  # set by build_data: training rows are packed
 
     # -- data ----------------------------------------------------------------------------------
-    def _render(self, rows: list, skipped: dict[str, str], split: str) -> list[tuple[str, str, Any]]:
+    def _render(self, rows: list, report: DataReport, split: str) -> list[tuple[str, str, Any]]:
         data = self.recipe.data
         rendered = []
         for index, row in enumerate(rows):
@@ -72,7 +71,7 @@ class CausalLMTask(ModalityTask):
             except FormatError as error:
                 if data.on_error == "fail":
                     raise RecipeRuntimeError(("data", "columns"), f"{split} example {index}: {error}") from error
-                skipped[f"{split}:{index}"] = str(error)
+                report.skip(f"{split}:{index}", str(error))
                 continue
             except ValueError as error:
                 raise RecipeRuntimeError(("data", "form"), str(error)) from error
@@ -82,13 +81,13 @@ class CausalLMTask(ModalityTask):
     def build_data(self) -> DataBundle:
         data, ctx = self.recipe.data, self.ctx
         splits = self.read_data()
-        skipped: dict[str, str] = dict(splits.report.pop("skipped_examples", {}))
+        report = splits.report
         if data.form == "chat" or not builds_from_config(self.recipe, ctx.smoke):
             self.tokenizer = load_tokenizer(self.recipe, [], ctx.smoke)
-        train = self._render(list(splits.train), skipped, "train")
-        evaluation = self._render(list(splits.eval or []), skipped, "eval")
+        train = self._render(list(splits.train), report, "train")
+        evaluation = self._render(list(splits.eval or []), report, "eval")
         if splits.train and not train:
-            first = next(iter(skipped.values()), "")
+            first = next(iter(report.skipped.values()), "")
             raise RecipeRuntimeError(("data", "columns"), f"no training example could be read: {first}")
         if self.tokenizer is None:  # from scratch: a tokenizer trained on the training texts
             self.tokenizer = load_tokenizer(self.recipe, [p + c for p, c, _ in train], ctx.smoke)
@@ -107,21 +106,16 @@ class CausalLMTask(ModalityTask):
         else:
             train_set, collate = examples, PaddedCollator(pad_id)
             waste = padded.padding_fraction if padded else 0.0
-        report: dict[str, Any] = {
-            **splits.report,
-            "train_examples": len(examples),
-            "eval_examples": len(evaluation),
+        report.train_examples, report.eval_examples = len(examples), len(evaluation)
+        report.details.update({
             "truncated": tokenized.num_truncated,
             "completion_truncated": tokenized.num_completion_truncated,
             "packing": bool(data.packing),
             "sequences": len(train_set),
             "padding_fraction": round(waste, 4),
-        }
+        })
         if padded is not None and data.packing:
-            report["padding_fraction_unpacked"] = round(padded.padding_fraction, 4)
-        if skipped:
-            report["skipped"] = len(skipped)
-            report["skipped_examples"] = dict(list(skipped.items())[:50])
+            report.details["padding_fraction_unpacked"] = round(padded.padding_fraction, 4)
         return DataBundle(
             train=train_set,
             eval=self.eval_examples or None,
@@ -194,6 +188,7 @@ class CausalLMTask(ModalityTask):
     def generate(self, model: torch.nn.Module, prompts: list[str], batch_size: int = 16) -> list[str]:
         """Greedy (or beam) completions of ``prompts``, batched with left padding."""
         settings = self.recipe.evaluation.generation
+        max_new_tokens = min(settings.max_new_tokens, 16) if self.ctx.smoke else settings.max_new_tokens
         device = next(model.parameters()).device
         tokenizer = self.tokenizer
         side = tokenizer.padding_side
@@ -204,7 +199,7 @@ class CausalLMTask(ModalityTask):
                 encoded = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
                 generated = model.generate(
                     **encoded,
-                    max_new_tokens=settings.max_new_tokens,
+                    max_new_tokens=max_new_tokens,
                     num_beams=settings.num_beams,
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,

@@ -7,11 +7,8 @@ from typing import Any
 
 import torch
 
-from ftrecipe.errors import RecipeRuntimeError
-from ftrecipe.task import DataBundle, EvalResult, ModalityTask, ModelAnatomy
+from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError
 from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
-
-
 
 class EncodedCollator:
     """Pads token ids; labels travel as a tensor (picklable for DataLoader workers)."""
@@ -42,7 +39,7 @@ class ClassificationTask(ModalityTask):
             raise RecipeRuntimeError(("head", "num_labels"), f"the data has {len(found)} labels: {', '.join(found)}")
         return found
 
-    def _encode(self, rows: list[dict], skipped: dict[str, str], split: str) -> list[tuple[list[int], int]]:
+    def _encode(self, rows: list[dict], report: DataReport, split: str) -> list[tuple[list[int], int]]:
         data = self.recipe.data
         text_column, label_column = data.columns.get("text", "text"), data.columns.get("label", "label")
         index_of = {name: i for i, name in enumerate(self.labels)}
@@ -54,7 +51,7 @@ class ClassificationTask(ModalityTask):
                 problem = f"missing column '{text_column}'" if not isinstance(text, str) else f"unknown label {label!r}"
                 if data.on_error == "fail":
                     raise RecipeRuntimeError(("data", "columns"), f"{split} example {i}: {problem}")
-                skipped[f"{split}:{i}"] = problem
+                report.skip(f"{split}:{i}", problem)
                 continue
             ids = self.tokenizer(text, truncation=True, max_length=data.max_length)["input_ids"]
             encoded.append((ids, index_of[label]))
@@ -67,15 +64,13 @@ class ClassificationTask(ModalityTask):
         self.labels = self._labels(train_rows)
         text_column = data.columns.get("text", "text")
         self.tokenizer = load_tokenizer(self.recipe, [str(r.get(text_column, "")) for r in train_rows], ctx.smoke, vocab_size=256)
-        skipped: dict[str, str] = {}
-        train = self._encode(train_rows, skipped, "train")
-        evaluation = self._encode(eval_rows, skipped, "eval")
+        report = splits.report
+        train = self._encode(train_rows, report, "train")
+        evaluation = self._encode(eval_rows, report, "eval")
         if train_rows and not train:
-            raise RecipeRuntimeError(("data", "columns"), f"no training example could be read: {next(iter(skipped.values()))}")
-        report = {**splits.report, "train_examples": len(train), "eval_examples": len(evaluation), "labels": self.labels}
-        if skipped:
-            report["skipped"] = len(skipped)
-            report["skipped_examples"] = dict(list(skipped.items())[:50])
+            raise RecipeRuntimeError(("data", "columns"), f"no training example could be read: {next(iter(report.skipped.values()))}")
+        report.train_examples, report.eval_examples = len(train), len(evaluation)
+        report.details["labels"] = self.labels
         collate = EncodedCollator(self.tokenizer.pad_token_id)
         return DataBundle(train=train, eval=evaluation or None, collate=collate, report=report, files=splits.files)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.errors import RecipeRuntimeError
+from ftrecipe.plugin import RecipeRuntimeError, load_pretrained
 from ftrecipe_text.tiny import family_of, tiny_config, train_bpe_tokenizer
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -68,13 +68,9 @@ def load_tokenizer(recipe: Any, texts: Iterable[str], smoke: bool, vocab_size: i
     from transformers import AutoTokenizer
 
     source = recipe.model.tokenizer or recipe.model.base
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            source, revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code
-        )
-    except (OSError, ValueError) as error:
-        key = ("model", "tokenizer") if recipe.model.tokenizer else ("model", "base")
-        raise RecipeRuntimeError(key, f"cannot load a tokenizer from '{source}': {error}") from error
+    key = ("model", "tokenizer") if recipe.model.tokenizer else ("model", "base")
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, source, key=key, what="tokenizer",
+                                revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -117,7 +113,4 @@ def from_pretrained(recipe: Any, auto_class: Any, **extra: Any) -> torch.nn.Modu
     attn = getattr(model, "attn_implementation", "auto")
     if attn != "auto":
         kwargs["attn_implementation"] = attn
-    try:
-        return auto_class.from_pretrained(model.base, **kwargs)
-    except OSError as error:
-        raise RecipeRuntimeError(("model", "base"), f"cannot load '{model.base}': {error}") from error
+    return load_pretrained(auto_class.from_pretrained, model.base, **kwargs)

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from ftrecipe import hookimpl
-from ftrecipe.records import DatasetFormat, Metric, Modality, Problem
-
+from ftrecipe.plugin import DatasetFormat, Metric, Modality, Problem, hookimpl
 from ftrecipe_text import sections as s
 
 CAUSAL_LM = "causal-lm"
@@ -25,8 +23,6 @@ def _check_causal_lm(recipe) -> list[Problem]:
     data = recipe.data
     if getattr(data, "form", None) == "chat" and data.format != "synthetic" and data.template:
         problems.append(Problem(("data", "template"), "form chat renders prompts with the chat template; drop template"))
-    if recipe.head.mode != "keep":
-        problems.append(Problem(("head", "mode"), "a causal LM keeps its language-model head; use modality text-classification for labels"))
     return problems
 
 
@@ -47,6 +43,8 @@ def ftrecipe_modalities():
             default_metrics=("exact_match",),
             starter_recipe=_starter("causal-lm.yaml"),
             checks=(_check_causal_lm,),
+            sections={"evaluation": s.CausalLMEvaluation},
+            ignores={"head": "a causal LM keeps its language-model head (for labels, use modality text-classification)"},
         ),
         Modality(
             name=CLASSIFICATION,
@@ -65,17 +63,23 @@ def ftrecipe_dataset_formats():
     reader = "ftrecipe_text.readers:"
     lm = (CAUSAL_LM,)
     cls = (CLASSIFICATION,)
+    generated = {"data.train": "the examples are generated (train_size)", "data.eval": "the examples are generated (eval_size)",
+                 "data.eval_fraction": "evaluation examples are generated apart (eval_size)"}
     return [
         DatasetFormat("jsonl", lm, s.SftJsonl, reader + "read_files", "JSON Lines prompt/completion, instruction or chat records."),
         DatasetFormat("csv", lm, s.SftCsv, reader + "read_files", "CSV with a header row."),
         DatasetFormat("parquet", lm, s.SftParquet, reader + "read_files", "Parquet files."),
-        DatasetFormat("hf", lm, s.SftHub, reader + "read_hf", "A Hugging Face datasets id or save_to_disk folder."),
-        DatasetFormat("synthetic", lm, s.SftSynthetic, reader + "read_synthetic_sql", "Template-made text-to-SQL pairs (offline)."),
-        DatasetFormat("sql-eval", lm, s.SqlEvalData, reader + "read_sql_eval", "defog sql-eval questions with gold SQL."),
+        DatasetFormat("hf", lm, s.SftHub, reader + "read_hf", "A Hugging Face datasets id or save_to_disk folder.",
+                      ignores={"data.eval": "name the evaluation split with eval_split"}),
+        DatasetFormat("synthetic", lm, s.SftSynthetic, reader + "read_synthetic_sql", "Template-made text-to-SQL pairs (offline).",
+                      ignores=generated),
+        DatasetFormat("sql-eval", lm, s.SqlEvalData, reader + "read_sql_eval", "defog sql-eval questions with gold SQL and table schemas.",
+                      ignores={"data.train": "the questions come from root", "data.eval": "eval_fraction of the questions is held out"}),
         DatasetFormat("jsonl", cls, s.ClassificationJsonl, reader + "read_files", "JSON Lines text/label records."),
         DatasetFormat("csv", cls, s.ClassificationCsv, reader + "read_files", "CSV text/label records."),
         DatasetFormat("parquet", cls, s.ClassificationParquet, reader + "read_files", "Parquet text/label records."),
-        DatasetFormat("synthetic", cls, s.ClassificationSynthetic, reader + "read_synthetic_sentiment", "Template-made sentiment sentences (offline)."),
+        DatasetFormat("synthetic", cls, s.ClassificationSynthetic, reader + "read_synthetic_sentiment", "Template-made sentiment sentences (offline).",
+                      ignores={**generated, "data.columns": "the generated columns are text and label"}),
     ]
 
 

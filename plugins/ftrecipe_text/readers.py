@@ -1,83 +1,50 @@
 """Dataset-format readers of the text plugin: files, Hugging Face datasets, synthetic data, sql-eval.
 
-Each returns :class:`ftrecipe.data.DatasetSplits` of raw rows; the tasks render and tokenise them.
-A missing source is a :class:`~ftrecipe.errors.RecipeRuntimeError` at the recipe key that named it;
-a corrupt record is skipped and counted, or fails the run, per ``data.on_error``.
+Each returns :class:`ftrecipe.plugin.DatasetSplits` of raw rows; the tasks render and tokenise them.
+The shared chores (sources and their recipe keys, bad lines, hold-out, limit, smoke caps, the data
+report) are the core's, so every format behaves alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ftrecipe.data import ROW_FILE_SUFFIXES, DatasetSplits, RowFileError, iter_rows, resolve_sources, split_holdout
-from ftrecipe.errors import RecipeRuntimeError
-
-SMOKE_TRAIN, SMOKE_EVAL = 16, 8
-
-
-def _read_file(path: Path, on_error: str, skipped: dict[str, str], key: tuple) -> list[dict[str, Any]]:
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-
-    def skip(error: RowFileError) -> None:
-        skipped[f"{path.name}:{error.line}"] = error.message
-
-    try:
-        return [row for _, row in iter_rows(path, None if on_error == "fail" else skip)]
-    except RowFileError as error:
-        message = f"{error.path}:{error.line}: corrupt record: {error.message}" if error.line else str(error)
-        raise RecipeRuntimeError(key, message) from error
+from ftrecipe.plugin import (
+    ROW_FILE_SUFFIXES,
+    DataReport,
+    DatasetSplits,
+    RecipeRuntimeError,
+    make_splits,
+    read_rows,
+    require_source,
+    source_paths,
+)
 
 
-def _read_sources(sources: str | list[str] | None, key: tuple, base_dir: Path, on_error: str, skipped: dict) -> tuple[list, list[Path]]:
+def _read_sources(section: Any, key: str, base_dir: Path, report: DataReport) -> tuple[list[dict[str, Any]], list[Path]]:
     rows: list[dict[str, Any]] = []
-    paths = resolve_sources(sources, base_dir)
     files: list[Path] = []
-    for index, path in enumerate(paths):
-        where = key + ((index,) if isinstance(sources, list) else ())
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in (*ROW_FILE_SUFFIXES, ".parquet"))
-            if not found:
-                raise RecipeRuntimeError(where, f"{path} holds no .jsonl, .csv or .parquet file")
-        elif path.is_file():
-            found = [path]
-        else:
-            raise RecipeRuntimeError(where, f"no such file or directory: {path}")
+    for path, where in source_paths(section, key, base_dir):
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in ROW_FILE_SUFFIXES) if path.is_dir() else [path]
+        if not found:
+            raise RecipeRuntimeError(where, f"{path} holds no {', '.join(ROW_FILE_SUFFIXES)} file")
         for file in found:
-            rows.extend(_read_file(file, on_error, skipped, where))
+            rows.extend(read_rows(file, where, section.on_error, report))
             files.append(file)
     return rows, files
 
 
-def _finish(section: Any, train: Sequence, eval_rows: Sequence | None, *, seed: int, smoke: bool, files: list[Path], skipped: dict) -> DatasetSplits:
-    if section.limit:
-        train = list(train)[: section.limit]
-    if eval_rows is None:
-        train, eval_rows = split_holdout(train, section.eval_fraction, seed)
-    if smoke:
-        train, eval_rows = list(train)[:SMOKE_TRAIN], list(eval_rows or [])[:SMOKE_EVAL]
-    report: dict[str, Any] = {"train_examples": len(train), "eval_examples": len(eval_rows or [])}
-    if skipped:
-        report["skipped"] = len(skipped)
-        report["skipped_examples"] = dict(list(skipped.items())[:50])
-    return DatasetSplits(list(train), list(eval_rows) if eval_rows else None, files, report)
-
-
 def read_files(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> DatasetSplits:
-    """JSONL / CSV / Parquet files (or folders of them) for ``train`` and ``eval``."""
-    if section.train is None:
-        raise RecipeRuntimeError(("data", "train"), f"format {section.format} needs a train source")
-    skipped: dict[str, str] = {}
-    train, files = _read_sources(section.train, ("data", "train"), base_dir, section.on_error, skipped)
+    """JSONL / JSON / CSV / TSV / Parquet files (or folders of them) for ``train`` and ``eval``."""
+    require_source(section, "train")
+    report = DataReport()
+    train, files = _read_sources(section, "train", base_dir, report)
     eval_rows = None
     if section.eval is not None:
-        eval_rows, more = _read_sources(section.eval, ("data", "eval"), base_dir, section.on_error, skipped)
+        eval_rows, more = _read_sources(section, "eval", base_dir, report)
         files += more
-    return _finish(section, train, eval_rows, seed=seed, smoke=smoke, files=files, skipped=skipped)
+    return make_splits(section, train, eval_rows, seed=seed, smoke=smoke, files=files, report=report)
 
 
 def read_hf(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> DatasetSplits:
@@ -100,8 +67,10 @@ def read_hf(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> DatasetS
         if section.train_split not in loaded:
             raise RecipeRuntimeError(("data", "train_split"), f"no split '{section.train_split}' (splits: {', '.join(loaded)})")
         train = loaded[section.train_split].to_list()
+        if section.eval_split is not None and section.eval_split not in loaded:
+            raise RecipeRuntimeError(("data", "eval_split"), f"no split '{section.eval_split}' (splits: {', '.join(loaded)})")
         eval_rows = loaded[section.eval_split].to_list() if section.eval_split else None
-    return _finish(section, train, eval_rows, seed=seed, smoke=smoke, files=[], skipped={})
+    return make_splits(section, train, eval_rows, seed=seed, smoke=smoke)
 
 
 def read_synthetic_sql(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> DatasetSplits:
@@ -112,7 +81,7 @@ def read_synthetic_sql(section: Any, *, base_dir: Path, seed: int, smoke: bool) 
     seen = {row["question"] for row in train}
     candidates = synthetic_sql(section.eval_size * 20, seed=seed + 10_000)  # many repeat training questions
     eval_rows = [row for row in candidates if row["question"] not in seen][: section.eval_size]
-    return _finish(section, train, eval_rows, seed=seed, smoke=smoke, files=[], skipped={})
+    return make_splits(section, train, eval_rows, seed=seed, smoke=smoke)
 
 
 def read_sql_eval(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> DatasetSplits:
@@ -122,9 +91,12 @@ def read_sql_eval(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> Da
     root = (base_dir / section.root).resolve()
     if not root.is_dir():
         raise RecipeRuntimeError(("data", "root"), f"sql-eval folder not found: {root}")
-    rows = load_sql_eval(root)
-    files = [root / QUESTION_FILES["questions"]]
-    return _finish(section, rows, None, seed=seed, smoke=smoke, files=files, skipped={})
+    try:
+        rows = load_sql_eval(root)
+    except (FileNotFoundError, ValueError) as error:
+        raise RecipeRuntimeError(("data", "root"), str(error)) from error
+    files = [root / QUESTION_FILES["questions"], *sorted((root / "metadata").glob("*.json"))]
+    return make_splits(section, rows, None, seed=seed, smoke=smoke, files=files)
 
 
 def read_synthetic_sentiment(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> DatasetSplits:
@@ -146,4 +118,4 @@ def read_synthetic_sentiment(section: Any, *, base_dir: Path, seed: int, smoke: 
 
     train = rows(section.train_size, random.Random(seed))
     eval_rows = rows(section.eval_size, random.Random(seed + 10_000))
-    return _finish(section, train, eval_rows, seed=seed, smoke=smoke, files=[], skipped={})
+    return make_splits(section, train, eval_rows, seed=seed, smoke=smoke)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ftrecipe.sections import DataSection, ModelSection
+from ftrecipe.plugin import DataSection, EvaluationSection, GenerationSettings, ModelSection
 
 
 class CausalLMModel(ModelSection):
@@ -25,6 +25,13 @@ class TextClassificationModel(ModelSection):
     modality: Literal["text-classification"]
     tokenizer: str | None = None
     """Tokenizer hub id or directory, when it is not stored with the base model."""
+
+
+class CausalLMEvaluation(EvaluationSection):
+    """How the model is measured before and after training: loss, and metrics on generated completions."""
+
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    """Decoding of the completions that exact match scores."""
 
 
 class SftData(DataSection):

@@ -2,7 +2,7 @@
 
 Bad clips are the commonest reason a long fine-tune dies at hour three, so every clip is checked
 up front (exists, readable header, non-empty, not longer than the model window) and the outcome is
-summarised in a :class:`DataReport` that the run log and a JSON file can carry. Durations come from
+summarised in a :class:`ManifestReport` that the run log and a JSON file can carry. Durations come from
 file headers only, optionally memoised in a :class:`~ftrecipe_whisper.audio.DurationCache`.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ftrecipe.data import RowFileError, iter_rows
+from ftrecipe.plugin import RowFileError, iter_rows
 
 from .audio import WHISPER_WINDOW_SECONDS, AudioError, AudioInfo, DurationCache, probe_audio
 
@@ -23,7 +23,7 @@ __all__ = [
     "DEFAULT_COLUMNS",
     "MIN_HOURS_GUIDANCE",
     "Clip",
-    "DataReport",
+    "ManifestReport",
     "ManifestError",
     "load_clips",
     "read_audiofolder",
@@ -61,7 +61,7 @@ class Clip:
 
 
 @dataclass
-class DataReport:
+class ManifestReport:
     """What was found: totals, per-speaker hours, sample rates, skipped files and a size warning."""
 
     clips: int
@@ -175,7 +175,7 @@ class _Collector:
         spk = None if speaker in (None, "") else str(speaker)
         self.clips.append(Clip(audio, str(text).strip(), spk, info.duration, info.sample_rate))
 
-    def finish(self) -> tuple[list[Clip], DataReport]:
+    def finish(self) -> tuple[list[Clip], ManifestReport]:
         if self.cache is not None:
             self.cache.save()
         total_h = sum(c.duration for c in self.clips) / 3600.0
@@ -189,7 +189,7 @@ class _Collector:
                 f"only {total_h:.2f} h of audio; about {self.min_hours:g} h or more is advised for a robust "
                 "Whisper fine-tune (fine for smoke tests and small adaptations)"
             )
-        report = DataReport(
+        report = ManifestReport(
             clips=len(self.clips),
             total_hours=total_h,
             speaker_hours=dict(sorted(per_spk.items())),
@@ -229,7 +229,7 @@ def read_manifest(
     duration_tolerance: float = 0.5,
     allow_empty_text: bool = False,
     base_dir: str | os.PathLike[str] | None = None,
-) -> tuple[list[Clip], DataReport]:
+) -> tuple[list[Clip], ManifestReport]:
     """Read a CSV/TSV/JSONL manifest and validate every clip.
 
     ``columns`` maps logical names (audio, text, speaker, duration) to the file's column names;
@@ -277,7 +277,7 @@ def read_audiofolder(
     min_hours: float = MIN_HOURS_GUIDANCE,
     duration_tolerance: float = 0.5,
     allow_empty_text: bool = False,
-) -> tuple[list[Clip], DataReport]:
+) -> tuple[list[Clip], ManifestReport]:
     """Read an HF-audiofolder-style directory: audio files plus ``metadata.csv`` or ``metadata.jsonl``.
 
     The metadata's ``file_name`` column holds paths relative to the folder; the transcript column
@@ -306,6 +306,6 @@ def read_audiofolder(
     )
 
 
-def load_clips(source: str | os.PathLike[str], **kwargs: Any) -> tuple[list[Clip], DataReport]:
+def load_clips(source: str | os.PathLike[str], **kwargs: Any) -> tuple[list[Clip], ManifestReport]:
     """Dispatch: a folder is read with :func:`read_audiofolder`, a file with :func:`read_manifest`."""
     return read_audiofolder(source, **kwargs) if Path(source).is_dir() else read_manifest(source, **kwargs)

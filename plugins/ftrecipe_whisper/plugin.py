@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from ftrecipe import hookimpl
-from ftrecipe.records import Augmentation, DatasetFormat, Metric, Modality, Problem
-
+from ftrecipe.plugin import Augmentation, DatasetFormat, Metric, Modality, Problem, hookimpl
 from ftrecipe_whisper import sections as s
 
 WHISPER = "whisper"
@@ -17,8 +15,8 @@ WHISPER = "whisper"
 
 def _check(recipe) -> list[Problem]:
     problems = []
-    if recipe.head.mode != "keep":
-        problems.append(Problem(("head", "mode"), "Whisper keeps its decoder head; the vocabulary comes from the tokenizer"))
+    if recipe.freeze.strategy == "qlora":
+        problems.append(Problem(("freeze", "strategy"), "the Whisper plugin trains on full-precision weights; use strategy lora"))
     if recipe.model.task == "translate" and recipe.model.language in ("en", "english"):
         problems.append(Problem(("model", "task"), "translate produces English; with English audio use task: transcribe"))
     return problems
@@ -34,6 +32,11 @@ def ftrecipe_modalities():
         default_metrics=("wer", "cer"),
         starter_recipe=resources.files("ftrecipe_whisper").joinpath("starters", "whisper.yaml").read_text(encoding="utf-8"),
         checks=(_check,),
+        sections={"evaluation": s.WhisperEvaluation},
+        ignores={
+            "head": "Whisper keeps its decoder head; the vocabulary comes from the tokenizer",
+            "model.quantization": "the Whisper plugin trains on full-precision weights",
+        },
     )
 
 
@@ -43,7 +46,10 @@ def ftrecipe_dataset_formats():
     return [
         DatasetFormat("manifest", (WHISPER,), s.ManifestData, reader + "read_manifest_format", "CSV/JSONL manifest of audio paths and transcripts."),
         DatasetFormat("audiofolder", (WHISPER,), s.AudioFolderData, reader + "read_audiofolder_format", "Audio files with a metadata file."),
-        DatasetFormat("synthetic", (WHISPER,), s.SyntheticSpeechData, reader + "read_synthetic", "Tone-coded words over line noise (offline)."),
+        DatasetFormat("synthetic", (WHISPER,), s.SyntheticSpeechData, reader + "read_synthetic", "Tone-coded words over line noise (offline).",
+                      ignores={"data.train": "the clips are generated (train_size)", "data.eval": "the clips are generated (eval_size)",
+                               "data.eval_fraction": "evaluation clips are generated apart (eval_size)",
+                               "data.columns": "the generated clips have fixed columns"}),
     ]
 
 

@@ -8,15 +8,22 @@ per-speaker hours, sample rates, skipped clips and why) comes from the manifest 
 from __future__ import annotations
 
 import os
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from ftrecipe.data import DatasetSplits, resolve_sources, split_holdout
-from ftrecipe.errors import RecipeRuntimeError
-from ftrecipe_whisper.manifest import MIN_HOURS_GUIDANCE, DataReport, ManifestError, read_audiofolder, read_manifest
+from ftrecipe.plugin import (
+    SMOKE_EVAL_EXAMPLES,
+    SMOKE_TRAIN_EXAMPLES,
+    DataReport,
+    DatasetSplits,
+    RecipeRuntimeError,
+    require_source,
+    select_examples,
+    source_paths,
+)
+from ftrecipe_whisper.manifest import MIN_HOURS_GUIDANCE, ManifestError, read_audiofolder, read_manifest
 from ftrecipe_whisper.normalize import normalize_text
-
-SMOKE_TRAIN, SMOKE_EVAL = 16, 8
 
 
 def duration_cache_path() -> Path:
@@ -38,15 +45,22 @@ def _rows(section: Any, clips: list) -> list[dict[str, Any]]:
     ]
 
 
-def _report(train: DataReport, eval_clips: int) -> dict[str, Any]:
-    report = train.to_dict()
-    report["train_examples"] = report.pop("clips")
-    report["eval_examples"] = eval_clips
-    report["skipped_examples"] = report.pop("skipped")
-    report["skipped"] = report.pop("skipped_count")
-    if report.pop("warning"):
-        report["warnings"] = [train.warning]
-    return report
+def _audio_details(report: DataReport, durations: list[float], speakers: list[str | None], rates: list[int],
+                   *, note: str = "") -> None:
+    """Hours, per-speaker hours and sample rates of the training clips used; the 50 h guidance."""
+    per_speaker: dict[str, float] = defaultdict(float)
+    for duration, speaker in zip(durations, speakers):
+        if speaker is not None:
+            per_speaker[speaker] += duration / 3600
+    hours = sum(durations) / 3600
+    report.details.update({
+        "total_hours": round(hours, 4),
+        "speaker_hours": {k: round(v, 4) for k, v in sorted(per_speaker.items())},
+        "sample_rates": {str(rate): n for rate, n in sorted(Counter(rates).items())},
+    })
+    if hours < MIN_HOURS_GUIDANCE:
+        report.warnings.append(f"only {hours:.2f} h of training audio{note}; about {MIN_HOURS_GUIDANCE:g} h or more "
+                               "is advised for a robust Whisper fine-tune")
 
 
 def _read(section: Any, base_dir: Path, *, smoke: bool, seed: int, folder: bool) -> DatasetSplits:
@@ -54,60 +68,32 @@ def _read(section: Any, base_dir: Path, *, smoke: bool, seed: int, folder: bool)
     options = {"columns": section.columns or None, "max_seconds": section.max_seconds, "on_error": section.on_error,
                "cache": duration_cache_path()}
     duration_cache_path().parent.mkdir(parents=True, exist_ok=True)
+    require_source(section, "train")
+    report = DataReport()
 
-    def load(key: str, sources: Any) -> tuple[list, list[Path], DataReport | None]:
-        clips, files, reports = [], [], []
-        for index, path in enumerate(resolve_sources(sources, base_dir)):
-            where = ("data", key) + ((index,) if isinstance(sources, list) else ())
+    def load(key: str) -> tuple[list, list[Path]]:
+        clips, files = [], []
+        for path, where in source_paths(section, key, base_dir):
             try:
-                found, report = read(path, **options)
+                found, manifest = read(path, **options)
             except ManifestError as error:
                 raise RecipeRuntimeError(where, str(error)) from error
             clips += found
-            reports.append(report)
             files += [path] if path.is_file() else []
-        return clips, files, reports[0] if len(reports) == 1 else None
+            for clip, why in manifest.skipped.items():
+                report.skip(clip, why)
+        return clips, files
 
-    if section.train is None:
-        raise RecipeRuntimeError(("data", "train"), f"format {section.format} needs a train source")
-    train, files, train_report = load("train", section.train)
+    train, files = load("train")
+    evaluation = None
     if section.eval is not None:
-        evaluation, more, _ = load("eval", section.eval)
+        evaluation, more = load("eval")
         files += more
-    else:
-        train, evaluation = split_holdout(train, section.eval_fraction, seed)
-    if section.limit:
-        train = train[: section.limit]
-    if smoke:
-        train, evaluation = train[:SMOKE_TRAIN], evaluation[:SMOKE_EVAL]
+    train, evaluation = select_examples(section, train, evaluation, seed=seed, smoke=smoke)
     files += sorted({c.audio_path for c in train + evaluation})
-    report = _summarise(train, train_report)
-    return DatasetSplits(_rows(section, train), _rows(section, evaluation) or None, files, _report(report, len(evaluation)))
-
-
-def _summarise(clips: list, source: DataReport | None) -> DataReport:
-    """The report of the clips actually used (after hold-out and limits), keeping what was skipped."""
-    from collections import Counter, defaultdict
-
-    speakers: dict[str, float] = defaultdict(float)
-    for c in clips:
-        if c.speaker is not None:
-            speakers[c.speaker] += c.duration / 3600
-    hours = sum(c.duration for c in clips) / 3600
-    warning = None
-    if hours < MIN_HOURS_GUIDANCE:
-        warning = (
-            f"only {hours:.2f} h of training audio; about {MIN_HOURS_GUIDANCE:g} h or more is advised "
-            "for a robust Whisper fine-tune"
-        )
-    return DataReport(
-        clips=len(clips),
-        total_hours=round(hours, 4),
-        speaker_hours={k: round(v, 4) for k, v in sorted(speakers.items())},
-        sample_rates=dict(sorted(Counter(c.sample_rate for c in clips).items())),
-        skipped=source.skipped if source is not None else {},
-        warning=warning,
-    )
+    report.train_examples, report.eval_examples = len(train), len(evaluation)
+    _audio_details(report, [c.duration for c in train], [c.speaker for c in train], [c.sample_rate for c in train])
+    return DatasetSplits(_rows(section, train), _rows(section, evaluation) or None, files, report)
 
 
 def read_manifest_format(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> DatasetSplits:
@@ -122,7 +108,9 @@ def read_synthetic(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> D
     """Synthetic tone-coded speech at 16 kHz; evaluation clips come from another seed."""
     from ftrecipe_whisper.synthetic import synthetic_clips
 
-    n_train, n_eval = (SMOKE_TRAIN, SMOKE_EVAL) if smoke else (section.train_size, section.eval_size)
+    # generate no more than a smoke run or data.limit keeps (the clips cost time to synthesise)
+    n_train = min(section.train_size, section.limit or section.train_size, SMOKE_TRAIN_EXAMPLES if smoke else section.train_size)
+    n_eval = min(section.eval_size, SMOKE_EVAL_EXAMPLES) if smoke else section.eval_size
 
     def rows(n: int, offset: int) -> list[dict[str, Any]]:
         return [
@@ -131,8 +119,7 @@ def read_synthetic(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> D
         ]
 
     train, evaluation = rows(n_train, 0), rows(n_eval, 10_000)
-    hours = sum(r["duration"] for r in train) / 3600
-    report = {"train_examples": len(train), "eval_examples": len(evaluation), "total_hours": round(hours, 4),
-              "sample_rates": {"16000": len(train)}, "skipped": 0,
-              "warnings": [f"only {hours:.2f} h of training audio (synthetic demo data)"]}
+    report = DataReport(train_examples=len(train), eval_examples=len(evaluation))
+    _audio_details(report, [r["duration"] for r in train], [None] * len(train), [16_000] * len(train),
+                   note=" (synthetic demo data)")
     return DatasetSplits(train, evaluation, [], report)

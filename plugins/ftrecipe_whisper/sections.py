@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ftrecipe.sections import AugmentationSection, DataSection, ModelSection, Section
+from ftrecipe.plugin import AugmentationSection, DataSection, EvaluationSection, GenerationSettings, ModelSection, Section
 
 Range = tuple[float, float] | float
 
@@ -21,6 +21,13 @@ class WhisperModel(ModelSection):
     """Transcribe in the spoken language, or translate to English."""
     timestamps: bool = False
     """Predict timestamp tokens (off: plain transcripts)."""
+
+
+class WhisperEvaluation(EvaluationSection):
+    """How the model is measured before and after training: loss, and WER/CER of generated transcripts."""
+
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    """Decoding of the transcripts (capped at the decoder's length)."""
 
 
 class TranscriptNormalization(Section):

@@ -12,9 +12,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ftrecipe.errors import RecipeRuntimeError, RunFailure
-from ftrecipe.records import resolve
-from ftrecipe.task import DataBundle, EvalResult, ModalityTask
+from ftrecipe.plugin import DataBundle, EvalResult, EpochIndex, ModalityTask, RecipeRuntimeError, RunFailure, load_pretrained, resolve
 from ftrecipe_whisper.audio import AudioError, load_audio
 from ftrecipe_whisper.augment import AUGMENTATIONS, AugmentStep, sample_seed, step_rng, validate_params
 
@@ -147,10 +145,8 @@ class WhisperTask(ModalityTask):
             source = self._scratch_dir.name
         else:
             source = model.base
-        try:
-            self.processor = WhisperProcessor.from_pretrained(source, revision=None if self._from_config() else model.revision)
-        except OSError as error:
-            raise RecipeRuntimeError(("model", "base"), f"cannot load a Whisper processor from '{source}': {error}") from error
+        self.processor = load_pretrained(WhisperProcessor.from_pretrained, source, what="Whisper processor",
+                                         revision=None if self._from_config() else model.revision)
         self.processor.tokenizer.set_prefix_tokens(language=model.language, task=model.task, predict_timestamps=model.timestamps)
         self.source = source
 
@@ -162,10 +158,7 @@ class WhisperTask(ModalityTask):
             kwargs["revision"] = self.recipe.model.revision
             if self.recipe.model.dtype != "auto":
                 kwargs["dtype"] = getattr(torch, self.recipe.model.dtype)
-        try:
-            model = WhisperForConditionalGeneration.from_pretrained(self.source, **kwargs)
-        except OSError as error:
-            raise RecipeRuntimeError(("model", "base"), f"cannot load '{self.source}': {error}") from error
+        model = load_pretrained(WhisperForConditionalGeneration.from_pretrained, self.source, **kwargs)
         model.generation_config.language = self.recipe.model.language
         model.generation_config.task = self.recipe.model.task
         model.generation_config.forced_decoder_ids = None
@@ -179,19 +172,16 @@ class WhisperTask(ModalityTask):
         sample_rate = self.processor.feature_extractor.sampling_rate
         window = float(self.processor.feature_extractor.chunk_length)
         rows = {"train": list(splits.train), "eval": list(splits.eval or [])}
-        too_long = {}
+        report = splits.report
         for split, items in rows.items():  # the feature extractor would cut them silently
-            for row in items:
+            for index, row in enumerate(items):
                 if row["duration"] > window:
-                    name = row["audio"] if isinstance(row["audio"], str) else f"{split}:synthetic"
+                    name = row["audio"] if isinstance(row["audio"], str) else f"{split}:{index}"
                     if data.on_error == "fail":
                         raise RecipeRuntimeError(("data", "max_seconds"), f"{name}: {row['duration']:.2f} s is longer than the model's {window:g} s window")
-                    too_long[name] = f"too long: {row['duration']:.2f} s > {window:g} s model window"
+                    report.skip(name, f"too long: {row['duration']:.2f} s > {window:g} s model window")
             rows[split] = [row for row in items if row["duration"] <= window]
-        if too_long:
-            splits.report["skipped"] = splits.report.get("skipped", 0) + len(too_long)
-            splits.report.setdefault("skipped_examples", {}).update(too_long)
-            splits.report["train_examples"], splits.report["eval_examples"] = len(rows["train"]), len(rows["eval"])
+        report.train_examples, report.eval_examples = len(rows["train"]), len(rows["eval"])
         splits.train, splits.eval = rows["train"], rows["eval"] or None
         self.chain = AugmentedChain.from_recipe(self.recipe, ctx.registry)
         skip = data.on_error == "skip"
@@ -200,14 +190,12 @@ class WhisperTask(ModalityTask):
         if ctx.save_augmented and ctx.is_main_process:
             self._save_augmented(train, ctx.save_augmented)
         start = self.processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
-        report = {**splits.report, "augmentation": self.chain.describe()}
+        report.details["augmentation"] = self.chain.describe()
         return DataBundle(train=train, eval=evaluation if len(evaluation) else None, collate=SpeechCollator(start),
                           report=report, files=splits.files)
 
     def _save_augmented(self, dataset: SpeechDataset, n: int) -> None:
         """Write N augmented training clips, exactly as epoch 1 hears them, for people to listen to."""
-        from ftrecipe.data import EpochIndex
-
         out = self.ctx.output_dir / "augmented"
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
@@ -233,6 +221,8 @@ class WhisperTask(ModalityTask):
         dtype = next(model.parameters()).dtype
         settings = self.recipe.evaluation.generation
         limit = max(1, model.config.max_target_positions - 8)
+        if self.ctx.smoke:
+            limit = min(limit, 16)
         predictions: list[str] = []
         total_loss = 0.0
         collate = data.collate

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ftrecipe_whisper.audio import DurationCache
-from ftrecipe_whisper.manifest import DataReport, ManifestError, load_clips, read_audiofolder, read_manifest
+from ftrecipe_whisper.manifest import ManifestReport, ManifestError, load_clips, read_audiofolder, read_manifest
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_cache_is_used_and_saved(corpus: Path) -> None:
 
 
 def test_report_to_dict_is_json_ready() -> None:
-    report = DataReport(
+    report = ManifestReport(
         clips=2,
         total_hours=60.0,
         speaker_hours={"a": 60.0},

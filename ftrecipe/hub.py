@@ -1,0 +1,62 @@
+"""Loading a base model from a local directory or the Hugging Face cache, with an error that says what to do.
+
+Transformers' own message for a missing model is a paragraph about connections and repository ids; a
+recipe user needs to know where ftrecipe looked and how to get the weights there. Every plugin loads
+its pretrained parts through :func:`load_pretrained`, so the advice reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ftrecipe.errors import RecipeRuntimeError
+
+T = TypeVar("T")
+
+_HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+
+
+def looks_like_hub_id(source: str) -> bool:
+    """``org/name`` (or ``name``) that is not a path on this machine."""
+    return bool(_HUB_ID.match(source)) and not Path(source).expanduser().exists()
+
+
+def _offline() -> bool:
+    return any(os.environ.get(name, "").lower() in ("1", "true", "yes") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def missing_message(source: str, what: str, error: BaseException) -> str:
+    """Why ``source`` could not be loaded, and how to get it."""
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if not looks_like_hub_id(source):
+        if not Path(source).expanduser().exists():
+            return f"no {what} at '{source}': no such directory"
+        return f"cannot load the {what} from '{source}': {detail}"
+    from huggingface_hub import constants
+
+    reason = "the network is switched off (HF_HUB_OFFLINE)" if _offline() else "it could not be downloaded"
+    gated = re.search(r"gated|401|403|access", detail, re.IGNORECASE)
+    advice = [
+        f"'{source}' is not a local directory and not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and {reason}.",
+        f"Get it with `hf download {source}` where the Hub is reachable (and copy the cache here), or set this key to a local directory that holds it.",
+    ]
+    if gated:
+        advice.append("The repository is gated: accept its licence on huggingface.co and log in (`hf auth login`) first.")
+    advice.append("`ftrecipe run RECIPE --smoke` checks the rest of the recipe without it.")
+    return " ".join(advice)
+
+
+def load_pretrained(
+    load: Callable[..., T], source: str, *, key: tuple[str | int, ...] = ("model", "base"), what: str = "model", **kwargs: Any
+) -> T:
+    """``load(source, **kwargs)`` (a ``from_pretrained``); a missing or unreadable ``source`` becomes a
+    :class:`~ftrecipe.errors.RecipeRuntimeError` at the recipe key ``key`` (exit 2, located) that says
+    how to get it."""
+    try:
+        return load(source, **kwargs)
+    except (OSError, ValueError) as error:  # missing files, or a folder that holds something else
+        raise RecipeRuntimeError(key, missing_message(source, what, error)) from error

@@ -1,0 +1,124 @@
+"""The public plugin API: everything a plugin author needs, from one module.
+
+::
+
+    from ftrecipe.plugin import DatasetFormat, ModalityTask, Modality, ModelSection, hookimpl
+
+The built-in plugins import from here and nothing deeper (a test enforces it), so what they can do,
+a third-party plugin can do. The guide is ``docs/plugins.md``; each hook's reference, with a
+complete example, is in :mod:`ftrecipe.hookspec`. Importing this module never imports torch:
+registration modules run on every ``ftrecipe validate``.
+"""
+
+from __future__ import annotations
+
+from ftrecipe.callbacks import RunCallback
+from ftrecipe.data import (
+    ROW_FILE_SUFFIXES,
+    SMOKE_EVAL_EXAMPLES,
+    SMOKE_TRAIN_EXAMPLES,
+    DataReport,
+    DatasetSplits,
+    EpochIndex,
+    RowFileError,
+    example_rng,
+    example_seed,
+    iter_rows,
+    make_splits,
+    read_rows,
+    require_source,
+    resolve_sources,
+    select_examples,
+    source_paths,
+    split_holdout,
+)
+from ftrecipe.errors import RecipeRuntimeError, RunFailure
+from ftrecipe.freeze import FreezeReport, ModelAnatomy
+from ftrecipe.hookspec import hookimpl
+from ftrecipe.hub import load_pretrained, looks_like_hub_id
+from ftrecipe.records import Augmentation, Callback, DatasetFormat, Metric, Modality, Problem, resolve
+from ftrecipe.registry import Registry
+from ftrecipe.sections import (
+    AugmentationSection,
+    DataSection,
+    EvaluationSection,
+    FreezeSection,
+    GenerationSettings,
+    HardwareSection,
+    HeadSection,
+    ModelSection,
+    OutputSection,
+    RecipeBase,
+    Section,
+    TrainingSection,
+)
+from ftrecipe.task import (
+    DataBundle,
+    EvalResult,
+    FitResult,
+    ModalityTask,
+    ResumePoint,
+    TaskContext,
+    TrainSession,
+)
+
+__all__ = [
+    # registration
+    "hookimpl",
+    "Modality",
+    "DatasetFormat",
+    "Augmentation",
+    "Metric",
+    "Callback",
+    "Problem",
+    "Registry",
+    "resolve",
+    # recipe sections to extend
+    "Section",
+    "ModelSection",
+    "DataSection",
+    "AugmentationSection",
+    "EvaluationSection",
+    "GenerationSettings",
+    "FreezeSection",
+    "HeadSection",
+    "TrainingSection",
+    "HardwareSection",
+    "OutputSection",
+    "RecipeBase",
+    # the task contract
+    "ModalityTask",
+    "TaskContext",
+    "DataBundle",
+    "EvalResult",
+    "FitResult",
+    "TrainSession",
+    "ResumePoint",
+    "ModelAnatomy",
+    "FreezeReport",
+    "RunCallback",
+    # data helpers
+    "DatasetSplits",
+    "DataReport",
+    "EpochIndex",
+    "example_rng",
+    "example_seed",
+    "iter_rows",
+    "read_rows",
+    "RowFileError",
+    "require_source",
+    "source_paths",
+    "resolve_sources",
+    "split_holdout",
+    "select_examples",
+    "make_splits",
+    "SMOKE_TRAIN_EXAMPLES",
+    "SMOKE_EVAL_EXAMPLES",
+    "ROW_FILE_SUFFIXES",
+    # models from a hub or a folder
+    "load_pretrained",
+    "looks_like_hub_id",
+    # errors
+    "RecipeRuntimeError",
+    "RunFailure",
+]

@@ -1,0 +1,141 @@
+"""Testing helpers for plugin authors, as pytest ships ``pytester``.
+
+Switch them on in your ``conftest.py`` and test your plugin the way a user runs it::
+
+    pytest_plugins = ["ftrecipe.testing"]
+
+    def test_my_modality_learns(ftrecipe_runner):
+        ftrecipe_runner.install("path/to/my-plugin")        # a real pip install into a private folder
+        recipe = ftrecipe_runner.write_recipe('''
+            model: {modality: echo, base: scratch, init: scratch}
+            data: {format: synthetic}
+        ''')
+        run = ftrecipe_runner.run(recipe, "--smoke")        # `ftrecipe run` into a temporary directory
+        assert run.returncode == 0, run.stderr
+        assert run.summary["steps"] == 2
+
+Every command runs ``python -m ftrecipe`` in a fresh process with the Hugging Face libraries and
+Ultralytics offline, so what passes here passes for a user, and no test can reach for a hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_EVALUATE_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "YOLO_OFFLINE": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+"""Environment that keeps every library of the stack away from the network."""
+
+
+def install_plugin(folder: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """``pip install`` the plugin package in ``folder`` into the directory ``target`` (its dist-info and
+    entry points included, exactly as users get them) and return ``target``; put it on ``PYTHONPATH``."""
+    target = Path(target)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(folder)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"pip could not install {folder}:\n{result.stderr}")
+    return target
+
+
+def run_cli(*args: str, sites: list[Path] = (), env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m ftrecipe ARGS`` offline, with plugin folders from :func:`install_plugin` on the path."""
+    environment = {**os.environ, **OFFLINE_ENV, **(env or {})}
+    paths = [str(site) for site in sites]
+    if paths:
+        environment["PYTHONPATH"] = os.pathsep.join([*paths, environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return subprocess.run([sys.executable, "-m", "ftrecipe", *args], capture_output=True, text=True, cwd=cwd,
+                          env=environment, timeout=timeout)
+
+
+@dataclass
+class RunResult:
+    """One finished `ftrecipe run`: its exit code and output, and what it left in ``output``."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    output: Path
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        """summary.json (eval_before, eval_after, steps, data report, ...)."""
+        return json.loads((self.output / "summary.json").read_text())
+
+    @cached_property
+    def metrics(self) -> list[dict[str, Any]]:
+        """metrics.jsonl: one record per logged step or evaluation."""
+        path = self.output / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+    @cached_property
+    def run_info(self) -> dict[str, Any]:
+        """run.json (versions, hardware, seed, command, data file hashes)."""
+        return json.loads((self.output / "run.json").read_text())
+
+
+class FtrecipeRunner:
+    """Runs recipes into fresh directories under one base directory (a test's ``tmp_path``)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = Path(base)
+        self.sites: list[Path] = []
+        self.env: dict[str, str] = {"HF_HOME": str(self.base / "hf-home")}
+        self._runs = 0
+
+    def install(self, folder: str | os.PathLike[str]) -> Path:
+        """Install a plugin package for the runs that follow; returns its site folder."""
+        site = install_plugin(folder, self.base / f"site-{len(self.sites)}")
+        self.sites.append(site)
+        return site
+
+    def write_recipe(self, text: str, name: str = "recipe.yaml") -> Path:
+        """Write a recipe (dedented) next to the runs; relative data paths resolve from here."""
+        path = self.base / name
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        return path
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Any ftrecipe command (``validate``, ``plugins``, ...)."""
+        return run_cli(*args, sites=self.sites, env={**self.env, **(env or {})}, cwd=self.base, timeout=timeout)
+
+    def run(self, recipe: str | os.PathLike[str], *args: str, output: str | os.PathLike[str] | None = None,
+            env: dict[str, str] | None = None, timeout: float = 600) -> RunResult:
+        """``ftrecipe run RECIPE --output DIR ARGS``; DIR is a new folder unless ``output`` names one
+        (pass the same ``output`` again with ``--resume`` to continue a run)."""
+        if output is None:
+            self._runs += 1
+            output = self.base / f"run-{self._runs}"
+        done = self.cli("run", str(recipe), "--output", str(output), *args, env=env, timeout=timeout)
+        return RunResult(done.returncode, done.stdout, done.stderr, Path(output))
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - the helpers work without pytest
+    pytest = None
+
+if pytest is not None:
+
+    @pytest.fixture
+    def ftrecipe_runner(tmp_path: Path) -> FtrecipeRunner:
+        """A :class:`FtrecipeRunner` working in this test's temporary directory."""
+        return FtrecipeRunner(tmp_path)
