@@ -1,52 +1,40 @@
-"""Shared fixtures: an offline environment, and the out-of-tree example plugin installed for real."""
+"""The one offline set-up of the suite, and shared fixtures: the out-of-tree example plugin installed for real.
+
+The environment is set at import, before any test module imports transformers, datasets, evaluate or
+ultralytics (they read it on import), with a throwaway HF_HOME: no test can reach for a hub or read
+a real cache. Commands run through :mod:`ftrecipe.testing`, the helpers plugin authors use too.
+"""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
-import subprocess
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-import pytest
+from ftrecipe.testing import OFFLINE_ENV, install_plugin
+from ftrecipe.testing import run_cli as _run_cli
+
+_HF_HOME = tempfile.mkdtemp(prefix="ftrecipe-tests-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, True)
+os.environ.update(OFFLINE_ENV)
+os.environ["HF_HOME"] = _HF_HOME
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TOY = FIXTURES / "toy.yaml"
 SHARED = ROOT.parent / "shared" / "datasets"
-
-OFFLINE = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_EVALUATE_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "YOLO_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
-
-
-@pytest.fixture(autouse=True, scope="session")
-def offline_environment(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("hf_home")
-    previous = {k: os.environ.get(k) for k in [*OFFLINE, "HF_HOME"]}
-    os.environ.update(OFFLINE)
-    os.environ["HF_HOME"] = str(home)
-    yield
-    for key, value in previous.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+OFFLINE = OFFLINE_ENV
 
 
 def install_fixture_plugin(name: str, target: Path) -> Path:
     """pip-install a fixture plugin package into ``target`` (a real install: dist-info, entry points)."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(FIXTURES / name)],
-        check=True,
-        capture_output=True,
-    )
-    return target
+    return install_plugin(FIXTURES / name, target)
 
 
 @pytest.fixture(scope="session")
@@ -56,14 +44,8 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_cli(*args: str, site: Path | None = None, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
-    """Run `python -m ftrecipe ...` in a subprocess, with extra plugins on the path."""
-    environment = {**os.environ, **OFFLINE, **(env or {})}
-    paths = [str(p) for p in ([site] if site else [])]
-    if paths:
-        environment["PYTHONPATH"] = os.pathsep.join(paths + [environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return subprocess.run(
-        [sys.executable, "-m", "ftrecipe", *args], capture_output=True, text=True, cwd=cwd, env=environment, timeout=timeout
-    )
+    """Run `python -m ftrecipe ...` in a subprocess, offline, with an extra plugin site on the path."""
+    return _run_cli(*args, sites=[site] if site else [], env=env, cwd=cwd, timeout=timeout)
 
 
 def run_ok(recipe: Path, out: Path, *args: str, site: Path | None = None) -> dict:

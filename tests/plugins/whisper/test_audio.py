@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from whisper_signals import sine
+from tests.plugins.whisper.whisper_signals import sine
 from scipy.signal import resample_poly
 from ftrecipe_whisper.audio import AudioError, DurationCache, load_audio, probe_audio, resample, resample_ratio, to_mono
 

@@ -10,7 +10,7 @@ import pytest
 from ftrecipe.validation import validate_text
 from tests.conftest import FIXTURES, run_cli
 
-VALID = (FIXTURES.parent / "recipes_toy" / "toy.yaml").read_text()
+VALID = (FIXTURES / "toy.yaml").read_text()
 
 
 def check(text: str, registry, overrides=()):

@@ -1,34 +1,14 @@
-"""Offline settings and shared fixtures for the text plugin tests.
-
-The environment is set at import, before any test module imports transformers,
-datasets or evaluate, so nothing here can reach for a hub.
-"""
+"""Shared fixtures of the text plugin tests (the offline set-up is the suite's, in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-_HF_HOME = tempfile.mkdtemp(prefix="ftrecipe-text-hf-")
-atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
-os.environ.update(
-    {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_EVALUATE_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HOME": _HF_HOME,
-    }
-)
+import pytest
 
-import pytest  # noqa: E402
+from tests.conftest import SHARED
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SQL_EVAL_DIR = REPO_ROOT.parent / "shared" / "datasets" / "sql-eval"
+SQL_EVAL_DIR = SHARED / "sql-eval"
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 from ftrecipe.validation import validate_data, validate_text
 from tests.conftest import FIXTURES
 
-BASE = YAML(typ="safe").load((FIXTURES.parent / "recipes_toy" / "toy.yaml").read_text())
+BASE = YAML(typ="safe").load((FIXTURES / "toy.yaml").read_text())
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True), st.text(max_size=12),

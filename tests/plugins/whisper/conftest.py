@@ -1,16 +1,7 @@
-"""Shared fixtures for the Whisper plugin tests; forces every Hugging Face library offline.
-
-The variables are set at import time, before any test module imports ``datasets``/``evaluate``/
-``transformers`` (they read them on import), and HF_HOME points to a throwaway folder so tests
-never read or write a real cache.
-"""
+"""Shared fixtures of the Whisper plugin tests (the offline set-up is the suite's, in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,19 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-_HF_HOME = tempfile.mkdtemp(prefix="ftrecipe-whisper-hf-")
-atexit.register(shutil.rmtree, _HF_HOME, True)
-os.environ.update(
-    HF_HUB_OFFLINE="1",
-    TRANSFORMERS_OFFLINE="1",
-    HF_DATASETS_OFFLINE="1",
-    HF_EVALUATE_OFFLINE="1",
-    HF_HUB_DISABLE_TELEMETRY="1",
-    HF_HOME=_HF_HOME,
-)
+from tests.conftest import SHARED
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FSDD_ROOT = (REPO_ROOT / ".." / "shared" / "datasets" / "fsdd").resolve()
+FSDD_ROOT = SHARED / "fsdd"
 
 
 @pytest.fixture

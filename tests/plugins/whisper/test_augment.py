@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from whisper_signals import sine
+from tests.plugins.whisper.whisper_signals import sine
 from ftrecipe_whisper.augment import (
     AUGMENTATIONS,
     AugmentChain,

@@ -15,7 +15,7 @@ import torch
 
 from tests.conftest import FIXTURES, OFFLINE, run_cli
 
-TOY = FIXTURES.parent / "recipes_toy" / "toy.yaml"
+TOY = FIXTURES / "toy.yaml"
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:

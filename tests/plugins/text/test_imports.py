@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
 
 PURE = ["records", "formatting", "synthetic", "sql_eval"]
 LAZY = ["tokenization", "packing", "tiny", "metrics"]  # torch/transformers only inside functions
