@@ -55,8 +55,8 @@ class _Locator:
         self.overrides = overrides
 
     def __call__(self, path: Path, message: str, *, prefer_key: bool = False, severity: str = "error") -> Diagnostic:
-        for override in reversed(self.overrides):
-            if path[: len(override.path)] == override.path:
+        for override in reversed(self.overrides):  # the --set that wrote this key, or a key inside it
+            if path[: len(override.path)] == override.path or (path and override.path[: len(path)] == path):
                 return Diagnostic(f"--set {override.argument}", dotted(path), message, severity=severity)  # type: ignore[arg-type]
         mark = self.loaded.locate(path, prefer_key=prefer_key)
         return Diagnostic(

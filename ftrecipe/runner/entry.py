@@ -41,7 +41,7 @@ from ftrecipe.sections import RecipeBase
 from ftrecipe.task import FitResult, ModalityTask, TaskContext
 from ftrecipe.validation import ValidationResult
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 OOM_ADVICE = """the device ran out of memory. Ways out, cheapest first:
   - a smaller training.batch_size with a larger training.gradient_accumulation (same effective batch)
@@ -219,7 +219,7 @@ class Run:
             outcome = self.train()
         except Interrupted as stop:
             self.interrupted(stop)
-            return EXIT_INTERRUPTED
+            return stop.exit_code
         self.finish(outcome)
         return EXIT_OK
 

@@ -256,10 +256,10 @@ class CommonLoop:
             self.checkpoint()
         if stop_voted():
             self.reporter.stop()
-            raise Interrupted(self.checkpoint())
+            raise Interrupted(self.checkpoint(), signum=stop_voted.stop.signum)
 
     def epoch(self, stop_voted: StopVote, accumulate: Any) -> bool:
-        """One (possibly resumed) pass over the data; True when it ran to the end of the data."""
+        """One (possibly resumed) pass over the data; True when the pass is complete."""
         state = self.state
         loader = self.loader
         epoch_loader = self.accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
@@ -275,7 +275,7 @@ class CommonLoop:
             if self.accelerator.sync_gradients:
                 self.optimizer_step_done(stop_voted)
                 if state.step >= self.total_steps:
-                    return False
+                    return state.batches_in_epoch >= self.batches_per_epoch  # the last step may end the epoch too
             fetch_start = time.perf_counter()
         return True
 

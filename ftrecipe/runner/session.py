@@ -143,7 +143,7 @@ class RunnerSession:
         finally:
             self.reporter.stop()
         if self.stop_requested:
-            raise Interrupted(self.last_checkpoint, fresh=self._saved_at_stop)
+            raise Interrupted(self.last_checkpoint, fresh=self._saved_at_stop, signum=self._flag.signum)
         if not isinstance(fitted, FitResult):
             raise TypeError(f"{type(self.task).__name__}.fit() must return a FitResult, not {type(fitted).__name__}")
         fitted.train_seconds = fitted.train_seconds or self.train_seconds

@@ -15,9 +15,14 @@ class Interrupted(Exception):
     the run starts over), because a task's own loop returned without checkpointing.
     """
 
-    def __init__(self, checkpoint: Path | None, fresh: bool = True) -> None:
+    def __init__(self, checkpoint: Path | None, fresh: bool = True, signum: int = signal.SIGINT) -> None:
         super().__init__(str(checkpoint))
-        self.checkpoint, self.fresh = checkpoint, fresh
+        self.checkpoint, self.fresh, self.signum = checkpoint, fresh, int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        """As a shell reports a process ended by the signal: 130 for Ctrl-C, 143 for SIGTERM."""
+        return 128 + self.signum
 
 
 class StopFlag:
@@ -32,6 +37,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = int(signal.SIGINT)
         self._first = 0.0
         self._previous: dict[int, Any] = {}
 
@@ -46,7 +52,7 @@ class StopFlag:
     def _handle(self, signum: int, frame: Any) -> None:
         now = time.monotonic()
         if not self.requested:
-            self.requested, self._first = True, now
+            self.requested, self._first, self.signum = True, now, signum
         elif now - self._first >= self.SAME_SIGNAL_SECONDS:
             raise KeyboardInterrupt
 

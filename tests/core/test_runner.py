@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import FIXTURES, OFFLINE, run_cli
+from tests.conftest import OFFLINE, TOY, run_cli
 
-TOY = FIXTURES / "toy.yaml"
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -210,25 +209,6 @@ def test_out_of_memory_is_explained(tmp_path, example_site):
     assert result.returncode == 1
     assert "ran out of memory" in result.stderr and "gradient_checkpointing" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_a_task_that_owns_its_loop_reports_through_the_session(tmp_path, example_site):
-    recipe = tmp_path / "ext.yaml"
-    recipe.write_text(TOY.read_text().replace("modality: toy-regression", "modality: toy-external"))
-    out = tmp_path / "run"
-    result = run_cli("run", str(recipe), "--output", str(out), site=example_site)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 16 and summary["eval_after"]["mse"] < summary["eval_before"]["mse"]
-    assert summary["freeze"]["trainable_parameters"] > 0
-    kinds = [json.loads(x)["kind"] for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert kinds == ["eval_before"] + ["train"] * 8 + ["eval_after"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000012", "step-0000016"]
-    assert (out / "checkpoints" / "step-0000016" / "state.json").is_file()
-    assert (out / "loss_curve.png").is_file() and (out / "model" / "model.pt").is_file()
-    longer = run_cli("run", str(recipe), "--output", str(out), "--resume", "--set", "training.max_steps=20", site=example_site)
-    assert longer.returncode == 0, longer.stderr
-    assert json.loads((out / "summary.json").read_text())["steps"] == 20
 
 
 def test_gradient_accumulation_matches_the_larger_batch(tmp_path, example_site):
