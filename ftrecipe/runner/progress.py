@@ -50,13 +50,15 @@ class Reporter:
         self._overall = self._epoch = None
 
     # -- lines ---------------------------------------------------------------------------------
+    # Lines are never wrapped by rich (soft_wrap): a terminal wraps them itself, and a log file or CI
+    # log keeps each message on one line instead of cutting it at 80 columns.
     def info(self, message: str) -> None:
         if self.enabled:
-            self.console.print(message, markup=False, highlight=False)
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         if self.enabled:
-            self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+            self.console.print("warning:", message, style="yellow", markup=False, highlight=False, soft_wrap=True)
         elif self.main:  # --quiet keeps warnings, on stderr
             print(f"warning: {message}", file=sys.stderr)
 
@@ -89,7 +91,7 @@ class Reporter:
             self._progress.update(self._overall, completed=step, **({"stats": stats} if stats else {}))
             self._progress.advance(self._epoch)
         elif self.enabled and record:
-            self.console.print(f"step {step}: {self._stats(record)}", markup=False, highlight=False)
+            self.console.print(f"step {step}: {self._stats(record)}", markup=False, highlight=False, soft_wrap=True)
 
     def _stats(self, record: Mapping[str, Any]) -> str:
         parts = [f"loss {_fmt(record['loss'])}", f"lr {record['lr']:.2e}"]
