@@ -176,8 +176,11 @@ class CausalLMTask(ModalityTask):
         pairs = self.eval_pairs[:limit]
         predictions = self.generate(model, [p for p, _, _ in pairs])
         references = [c for _, c, _ in pairs]
+        # sql-eval accepts several gold queries per question; any of them is a match
+        accepted = [row.get("gold_queries") or [c] if isinstance(row, dict) else [c] for _, c, row in pairs]
         for name in wanted:
-            metrics[name] = self.metric(name, predictions, references, normalizer=NORMALIZERS[name])["exact_match"]
+            golds = accepted if name == "exact_match_sql" else references
+            metrics[name] = self.metric(name, predictions, golds, normalizer=NORMALIZERS[name])["exact_match"]
         samples = [
             {"prompt": p, "reference": r, "prediction": g, "match": g.strip() == r.strip()}
             for (p, _, _), r, g in zip(pairs, references, predictions)
@@ -216,6 +219,11 @@ class CausalLMTask(ModalityTask):
         from ftrecipe_text.saving import save_text_model
 
         save_text_model(model, self.tokenizer, self.recipe, directory, smoke=self.ctx.smoke)
+
+    def model_card_metadata(self) -> dict[str, Any]:
+        from ftrecipe_text.saving import card_metadata
+
+        return card_metadata(self.recipe, "text-generation", self.ctx.base_dir)
 
     def model_card_notes(self) -> list[str]:
         return [

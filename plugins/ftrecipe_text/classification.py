@@ -117,3 +117,8 @@ class ClassificationTask(ModalityTask):
         from ftrecipe_text.saving import save_text_model
 
         save_text_model(model, self.tokenizer, self.recipe, directory, smoke=self.ctx.smoke)
+
+    def model_card_metadata(self) -> dict[str, Any]:
+        from ftrecipe_text.saving import card_metadata
+
+        return card_metadata(self.recipe, "text-classification", self.ctx.base_dir)

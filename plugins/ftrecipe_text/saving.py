@@ -42,3 +42,13 @@ def _merge_into_unquantised_base(model: Any, recipe: Any, directory: Path) -> No
             recipe.model.base, revision=recipe.model.revision, dtype=dtype, trust_remote_code=recipe.model.trust_remote_code
         )
         PeftModel.from_pretrained(base, adapter_dir).merge_and_unload().save_pretrained(directory)
+
+
+def card_metadata(recipe: Any, pipeline_tag: str, base_dir: Path) -> dict[str, Any]:
+    """Model-card metadata of a saved text model: PEFT for an adapter, the dataset id for a Hub dataset."""
+    adapter = recipe.output.save == "adapter" and recipe.freeze.strategy in ("lora", "qlora")
+    metadata: dict[str, Any] = {"library_name": "peft" if adapter else "transformers", "pipeline_tag": pipeline_tag}
+    data = recipe.data
+    if data.format == "hf" and isinstance(data.train, str) and not (base_dir / data.train).expanduser().exists():
+        metadata["datasets"] = [data.train]
+    return metadata

@@ -87,15 +87,15 @@ class SftSynthetic(SftData):
 
 
 class SqlEvalData(SftData):
-    """defog sql-eval (``questions_gen_postgres.csv``): question and gold SQL, with the tables the gold
-    queries use as the schema in the prompt."""
+    """defog sql-eval (``questions_gen_postgres.csv``): question and gold SQL, with the full schema of
+    the question's database (``metadata/<db_name>.json``) in the prompt."""
 
     format: Literal["sql-eval"]
     template: str | None = "-- schema: {schema}\n-- question: {question}\n-- sql: "
     columns: dict[str, str] = Field(default_factory=lambda: {"completion": "query"})
     """Map from the canonical column names to the generated ones (the SQL is in ``query``)."""
-    root: str = "../shared/datasets/sql-eval"
-    """The sql-eval folder, relative to the recipe."""
+    root: str
+    """The sql-eval folder (``questions_gen_postgres.csv`` and ``metadata/``), relative to the recipe."""
 
 
 class ClassificationData(DataSection):

@@ -1,10 +1,15 @@
-"""Reader for the defog sql-eval PostgreSQL questions (``../shared/datasets/sql-eval/``).
+"""Reader for the defog sql-eval PostgreSQL questions and their table schemas.
 
-What the folder really holds (its README also promises ``metadata/*.json``; they are absent):
+The folder (``recipes/data/sql-eval/`` ships one) holds:
 
 * ``questions_gen_postgres.csv``: question, query, db_name, query_category, instructions
-  (210 rows over 11 databases).
-* ``instruct_basic_postgres.csv``: db_name, query_category, question, query (40 rows).
+  (210 rows over 11 databases);
+* ``instruct_basic_postgres.csv`` (optional): db_name, query_category, question, query;
+* ``metadata/<db_name>.json``: each database's tables and typed columns, from defog-data
+  (``{"table_metadata": {table: [{column_name, data_type, column_description}]}}``, or the
+  bare table mapping). The prompt shows a database's full schema as ``CREATE TABLE`` lines, as
+  sql-eval itself does; a question whose database has no schema file is an error, never a
+  schema guessed from the gold queries (which would leak part of the answer).
 
 Gold queries use two notations, resolved here:
 
@@ -14,14 +19,8 @@ Gold queries use two notations, resolved here:
 
 Each row's ``query`` is the *canonical* gold: the first alternative with every choice set
 to *all* listed columns (the most informative training target). ``gold_queries`` lists
-every expansion of every alternative, canonical first, for exact match against any of them.
-
-Schema text: from ``metadata/<db_name>.json`` when such a folder exists (defog's
-``{"table_metadata": {table: [{column_name, data_type, ...}]}}`` layout, or the bare
-table mapping); otherwise *inferred* from all gold queries of the same database (the tables
-and columns they reference, no types). The inferred schema is partial and derived from
-gold answers at database level, so treat scores on it as optimistic; ``schema_source``
-says which one a row got. Pure Python.
+every expansion of every alternative, canonical first; ``exact_match_sql`` accepts any.
+Pure Python.
 """
 
 from __future__ import annotations
@@ -30,23 +29,19 @@ import csv
 import itertools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 __all__ = [
-    "DEFAULT_ROOT",
     "QUESTION_FILES",
     "split_alternatives",
     "expand_column_choices",
     "gold_alternatives",
     "canonical_query",
-    "infer_schemas",
     "load_sql_eval",
 ]
 
-#: Where the dataset lies relative to the repository root.
-DEFAULT_ROOT: Final[Path] = Path("..") / "shared" / "datasets" / "sql-eval"
 
 QUESTION_FILES: Final[dict[str, str]] = {
     "questions": "questions_gen_postgres.csv",
@@ -129,97 +124,7 @@ def canonical_query(query: str) -> str:
     return expand_column_choices(alternatives[0], all_only=True)[0]
 
 
-# --- schema inference -------------------------------------------------------------------
-
-_SQL_WORDS: Final[frozenset[str]] = frozenset(
-    """select from where join left right inner outer full cross on and or not in is null as group by order
-    having limit offset distinct asc desc nulls last first case when then else end between like ilike
-    with union all exists any count sum avg min max cast float int integer numeric date interval year month
-    day extract current_date current_timestamp now coalesce nullif lower upper true false over partition
-    row_number rank dense_rank using text double precision to_char date_trunc age round percentile_cont
-    within filter lateral varchar timestamp week hour minute second quarter dow epoch string_agg
-    array_agg abs length trim ceil floor greatest least decimal bigint real boolean""".split()
-)
-_TABLE = r"([a-z_][\w.]*)\b(?!\s*\()(?:\s+(?:as\s+)?([a-z_]\w*))?"
-_TABLE_REF = re.compile(r"\b(?:from|join)\s+" + _TABLE, re.IGNORECASE)
-_MORE_TABLES = re.compile(r"\s*,\s*" + _TABLE, re.IGNORECASE)
-_CTE = re.compile(r"(?:\bwith|,)\s*([a-z_]\w*)\s+as\s*\(", re.IGNORECASE)
-_QUALIFIED = re.compile(r"\b([a-z_]\w*)\.([a-z_]\w*)\b(?!\s*\()", re.IGNORECASE)
-_LITERAL = re.compile(r"'(?:[^']|'')*'")
-_NOISE = re.compile(r"::\s*\w+|\bextract\s*\(\s*\w+\s+from\b", re.IGNORECASE)
-
-
-def _table_refs(sql: str) -> list[tuple[str, str | None]]:
-    """``(table, alias)`` for each table after FROM/JOIN, including ``FROM a, b`` lists."""
-    refs: list[tuple[str, str | None]] = []
-    pos = 0
-    while (match := _TABLE_REF.search(sql, pos)) is not None:
-        while match is not None:
-            table, alias = match.group(1), match.group(2)
-            pos = match.end()
-            if alias is not None and alias.lower() in _SQL_WORDS:
-                alias, pos = None, match.end(1)  # a keyword, not an alias: rescan from there
-            refs.append((table, alias))
-            match = _MORE_TABLES.match(sql, pos)
-    return refs
-
-
-def _tables_and_columns(query: str) -> dict[str, set[str]]:
-    """Tables a query reads and the columns it references on them."""
-    sql = _NOISE.sub(lambda m: "" if m.group(0).startswith("::") else "extract(", _LITERAL.sub("''", query))
-    ctes = {m.group(1).lower() for m in _CTE.finditer(sql)}
-    aliases: dict[str, str] = {}
-    found: dict[str, set[str]] = {}
-    for table, alias in _table_refs(sql):
-        if table.lower() in ctes or table.lower() in _SQL_WORDS:
-            continue
-        table = next((t for t in found if t.lower() == table.lower()), table)
-        found.setdefault(table, set())
-        aliases[table.lower()] = table
-        aliases[table.rsplit(".", 1)[-1].lower()] = table
-        if alias:
-            aliases[alias.lower()] = table
-    table_names = {t.lower() for t in found}
-    for m in _QUALIFIED.finditer(sql):
-        prefix, column = m.group(1), m.group(2)
-        if f"{prefix}.{column}".lower() in table_names:
-            continue  # a schema-qualified table name, not a column
-        table = aliases.get(prefix.lower())
-        if table is not None:
-            found[table].add(column)
-    if len(found) == 1:  # single table: bare identifiers that are not keywords are its columns
-        (table,) = found
-        bare = re.sub(r"\b[a-z_]\w*\.[a-z_]\w*\b", " ", sql, flags=re.IGNORECASE)
-        defined = {m.group(1).lower() for m in re.finditer(r"\bas\s+([a-z_]\w*)", bare, re.IGNORECASE)}
-        for m in re.finditer(r"\b([a-z_]\w*)\b(?!\s*\()", bare, re.IGNORECASE):
-            word = m.group(1)
-            low = word.lower()
-            if low in _SQL_WORDS or low in defined or low in aliases or low in ctes:
-                continue
-            found[table].add(word)
-    return found
-
-
-def infer_schemas(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """Per ``db_name``, a ``CREATE TABLE t (c1, c2);`` text of what its gold queries reference."""
-    per_db: dict[str, dict[str, dict[str, str]]] = {}
-    for row in rows:
-        tables = per_db.setdefault(row["db_name"], {})
-        for alt in split_alternatives(row["query"]):
-            for q in expand_column_choices(alt, all_only=True):
-                for table, cols in _tables_and_columns(q).items():
-                    entry = tables.setdefault(table.lower(), {"": table})
-                    for c in sorted(cols):
-                        entry.setdefault(c.lower(), c)
-    schemas: dict[str, str] = {}
-    for db, tables in per_db.items():
-        lines = []
-        for key in sorted(tables):
-            entry = tables[key]
-            cols = [entry[k] for k in sorted(entry) if k]
-            lines.append(f"CREATE TABLE {entry['']} ({', '.join(cols)});")
-        schemas[db] = "\n".join(lines)
-    return schemas
+# --- schemas ---------------------------------------------------------------------------
 
 
 def _schema_from_metadata(path: Path) -> str:
@@ -256,27 +161,16 @@ def _read_csv(path: Path, source: str) -> list[dict[str, Any]]:
     return rows
 
 
-def load_sql_eval(
-    root: str | Path = DEFAULT_ROOT,
-    *,
-    files: Sequence[str] = ("questions",),
-    infer_schema: bool = True,
-) -> list[dict[str, Any]]:
+def load_sql_eval(root: str | Path, *, files: Sequence[str] = ("questions",)) -> list[dict[str, Any]]:
     """Load sql-eval questions as dicts.
 
     Each row has ``question``, ``query`` (canonical gold), ``gold_queries`` (all accepted
     golds), ``query_raw`` (as written), ``db_name``, ``query_category``, ``instructions``
-    (may be ""), ``source`` (``"questions"``/``"instruct"``), ``schema`` and
-    ``schema_source`` (``"metadata"``, ``"inferred"`` or ``"none"``).
-
-    Args:
-        root: the sql-eval folder (default ``../shared/datasets/sql-eval``, relative to the
-            current directory, i.e. the repository root).
-        files: which question files, keys of :data:`QUESTION_FILES`.
-        infer_schema: infer a schema from gold queries when no metadata file exists.
+    (may be ""), ``source`` (``"questions"``/``"instruct"``) and ``schema`` (the database's
+    ``CREATE TABLE`` lines from ``metadata/<db_name>.json``).
 
     Raises:
-        FileNotFoundError: the folder or a requested file is absent.
+        FileNotFoundError: the folder, a requested file, or a database's schema file is absent.
     """
     root = Path(root)
     if not root.is_dir():
@@ -289,23 +183,13 @@ def load_sql_eval(
         if not path.is_file():
             raise FileNotFoundError(f"sql-eval file not found: {path}")
         rows.extend(_read_csv(path, key))
-
-    inferred: dict[str, str] = {}
-    if infer_schema:
-        # infer from every question file present, so each database gets its fullest picture
-        pool: list[dict[str, Any]] = []
-        for name in QUESTION_FILES.values():
-            if (root / name).is_file():
-                with (root / name).open(encoding="utf-8", newline="") as fh:
-                    pool.extend(csv.DictReader(fh))
-        inferred = infer_schemas(pool)
-    metadata_dir = root / "metadata"
+    schemas: dict[str, str] = {}
     for row in rows:
-        meta = metadata_dir / f"{row['db_name']}.json"
-        if meta.is_file():
-            row["schema"], row["schema_source"] = _schema_from_metadata(meta), "metadata"
-        elif row["db_name"] in inferred:
-            row["schema"], row["schema_source"] = inferred[row["db_name"]], "inferred"
-        else:
-            row["schema"], row["schema_source"] = "", "none"
+        db = row["db_name"]
+        if db not in schemas:
+            meta = root / "metadata" / f"{db}.json"
+            if not meta.is_file():
+                raise FileNotFoundError(f"no table schema for database '{db}': {meta} is missing (defog-data's metadata/)")
+            schemas[db] = _schema_from_metadata(meta)
+        row["schema"] = schemas[db]
     return rows

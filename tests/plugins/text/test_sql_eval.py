@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from tests.conftest import ROOT
 from ftrecipe_text.sql_eval import (
     canonical_query,
     expand_column_choices,
     gold_alternatives,
-    infer_schemas,
     load_sql_eval,
     split_alternatives,
 )
@@ -43,18 +43,7 @@ def test_canonical_and_gold() -> None:
     assert len(golds) == len(set(golds)) == 3  # the 2nd alternative equals an expansion of the 1st
 
 
-def test_infer_schemas_resolves_aliases_and_skips_ctes() -> None:
-    rows = [
-        {"db_name": "d", "query": "SELECT c.name FROM customer c JOIN orders AS o ON c.id = o.cust_id"},
-        {"db_name": "d", "query": "WITH x AS (SELECT total FROM orders) SELECT total FROM x"},
-        {"db_name": "d", "query": "SELECT EXTRACT(YEAR FROM o.created) FROM orders o WHERE o.total::int > 0"},
-    ]
-    assert infer_schemas(rows)["d"] == (
-        "CREATE TABLE customer (id, name);\nCREATE TABLE orders (created, cust_id, total);"
-    )
-
-
-def test_metadata_folder_wins_over_inference(tmp_path) -> None:
+def test_schemas_come_from_metadata_never_from_gold_queries(tmp_path) -> None:
     (tmp_path / "questions_gen_postgres.csv").write_text(
         "question,query,db_name,query_category,instructions\nHow many?,SELECT COUNT(*) FROM t;,shop,x,\n"
         "Names?,SELECT u.name FROM users u,club,y,Use ILIKE\n",
@@ -63,11 +52,14 @@ def test_metadata_folder_wins_over_inference(tmp_path) -> None:
     (tmp_path / "metadata").mkdir()
     meta = {"table_metadata": {"t": [{"column_name": "id", "data_type": "int", "column_description": ""}]}}
     (tmp_path / "metadata" / "shop.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(FileNotFoundError, match=r"no table schema for database 'club'.*club\.json"):
+        load_sql_eval(tmp_path)
+    (tmp_path / "metadata" / "club.json").write_text(json.dumps({"users": [{"column_name": "name", "data_type": "text"},
+                                                                           {"column_name": "id", "data_type": "int"}]}))
     shop, club = load_sql_eval(tmp_path)
-    assert (shop["schema"], shop["schema_source"]) == ("CREATE TABLE t (id int);", "metadata")
-    assert (club["schema"], club["schema_source"]) == ("CREATE TABLE users (name);", "inferred")
+    assert shop["schema"] == "CREATE TABLE t (id int);"
+    assert club["schema"] == "CREATE TABLE users (name text, id int);"  # every column, not only those the gold query uses
     assert club["instructions"] == "Use ILIKE" and shop["query"] == "SELECT COUNT(*) FROM t"
-    assert load_sql_eval(tmp_path, infer_schema=False)[1]["schema_source"] == "none"
 
 
 def test_missing_folder_and_file(tmp_path) -> None:
@@ -79,15 +71,16 @@ def test_missing_folder_and_file(tmp_path) -> None:
         load_sql_eval(tmp_path, files=("metadata",))
 
 
-def test_real_questions(sql_eval_dir) -> None:
-    rows = load_sql_eval(sql_eval_dir)
+def test_real_questions_with_their_schemas() -> None:
+    """The sample shipped next to the llama recipe: every question gets its database's full schema."""
+    rows = load_sql_eval(ROOT / "recipes" / "data" / "sql-eval")
     assert len(rows) == 210
     assert len({r["db_name"] for r in rows}) == 11
     for r in rows:
         assert r["question"] and r["query"]
         assert "{" not in r["query"] and ";" not in r["query"]
         assert r["gold_queries"][0] == r["query"]
-        assert r["schema_source"] in {"metadata", "inferred"} and r["schema"].startswith("CREATE TABLE")
+        assert r["schema"].startswith("CREATE TABLE")
     with_choices = [r for r in rows if "{" in r["query_raw"]]
     assert with_choices and all(len(r["gold_queries"]) > 1 for r in with_choices)
     assert sum(1 for r in rows if r["instructions"]) == 35
