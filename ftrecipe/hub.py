@@ -7,8 +7,10 @@ its pretrained parts through :func:`load_pretrained`, so the advice reads the sa
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +31,22 @@ def _offline() -> bool:
     return any(os.environ.get(name, "").lower() in ("1", "true", "yes") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can this machine open a connection to the Hub at all? (Asked once per process.) Without it,
+    loading goes to the cache alone at once instead of retrying each file with back-off for a minute."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def missing_message(source: str, what: str, error: BaseException) -> str:
     """Why ``source`` could not be loaded, and how to get it."""
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -38,7 +56,12 @@ def missing_message(source: str, what: str, error: BaseException) -> str:
         return f"cannot load the {what} from '{source}': {detail}"
     from huggingface_hub import constants
 
-    reason = "the network is switched off (HF_HUB_OFFLINE)" if _offline() else "it could not be downloaded"
+    if _offline():
+        reason = "the network is switched off (HF_HUB_OFFLINE)"
+    elif not hub_reachable():
+        reason = "the Hub cannot be reached from here"
+    else:
+        reason = f"downloading it failed ({detail})"
     gated = re.search(r"gated|401|403|access", detail, re.IGNORECASE)
     advice = [
         f"'{source}' is not a local directory and not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and {reason}.",
@@ -56,6 +79,8 @@ def load_pretrained(
     """``load(source, **kwargs)`` (a ``from_pretrained``); a missing or unreadable ``source`` becomes a
     :class:`~ftrecipe.errors.RecipeRuntimeError` at the recipe key ``key`` (exit 2, located) that says
     how to get it."""
+    if looks_like_hub_id(source) and not _offline() and not hub_reachable():
+        kwargs.setdefault("local_files_only", True)
     try:
         return load(source, **kwargs)
     except (OSError, ValueError) as error:  # missing files, or a folder that holds something else

@@ -160,7 +160,8 @@ def quiet_libraries() -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    for library in ("accelerate", "bitsandbytes"):  # bitsandbytes: "optional CPU kernel not installed"
+    # bitsandbytes: "optional CPU kernel not installed"; huggingface_hub: a retry line per failed download attempt
+    for library in ("accelerate", "bitsandbytes", "huggingface_hub"):
         logging.getLogger(library).setLevel(logging.ERROR)
 
 

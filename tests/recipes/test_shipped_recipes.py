@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ftrecipe.validation import validate_file
-from tests.conftest import ROOT, SHARED, run_cli
+from tests.conftest import ROOT, run_cli
 
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
 
@@ -31,36 +31,26 @@ def test_shipped_recipe_is_valid_and_self_describing(path: Path):
     assert schema == (ROOT / "schemas" / "recipe.schema.json").resolve()
 
 
-def _data_overrides(path: Path, tmp: Path) -> list[str]:
-    """Point recipes whose data is not in the repository at a few local examples."""
-    name = path.stem
-    if name == "falcon-40b-qlora":
-        rows = [{"instruction": f"Add {i} and {i}.", "input": "", "output": str(2 * i)} for i in range(12)]
-        (tmp / "i.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        return ["--set", f"data.train={tmp / 'i.jsonl'}"]
-    if name == "bert-tweet-sentiment":
-        lines = ["tweet,sentiment"] + [f"{t} {i},{s}" for i in range(6) for t, s in
-                                       (("love it", "positive"), ("meh", "neutral"), ("hate it", "negative"))]
-        (tmp / "t.csv").write_text("\n".join(lines) + "\n")
-        return ["--set", f"data.train={tmp / 't.csv'}", "--set", f"data.eval={tmp / 't.csv'}"]
-    if name == "whisper-callcenter":
-        if not (SHARED / "fsdd").is_dir():
-            pytest.skip("../shared/datasets/fsdd is absent")
-        from ftrecipe_whisper.fsdd import fsdd_manifest
-
-        manifest = fsdd_manifest(SHARED / "fsdd", tmp / "calls.csv", limit=24)
-        return ["--set", f"data.train={manifest}", "--set", f"data.eval={manifest}",
-                "--set", "data.columns.audio=audio", "--set", "data.columns.text=text"]
-    if name == "llama2-7b-sql-qlora" and not (SHARED / "sql-eval").is_dir():
-        pytest.skip("../shared/datasets/sql-eval is absent")
-    return []
-
-
 @pytest.mark.e2e
-@pytest.mark.parametrize("path", [p for p in RECIPES if p.parent.name != "demo"], ids=lambda p: p.stem)
-def test_shipped_recipe_smoke_run(path: Path, tmp_path: Path):
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_shipped_recipe_runs_as_written_with_smoke(path: Path, tmp_path: Path):
+    """What the README promises on a fresh clone: each recipe, with the data that ships next to it, offline."""
     out = tmp_path / "smoke"
-    result = run_cli("run", str(path), "--smoke", "--quiet", "--output", str(out), *_data_overrides(path, tmp_path), timeout=300)
+    result = run_cli("run", str(path), "--smoke", "--quiet", "--output", str(out), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["smoke"] and (out / "model" / "README.md").is_file()
+    assert summary["data"]["train_examples"] > 0 and summary["eval_after"]
+
+
+@pytest.mark.parametrize("name", ["bert-tweet-sentiment", "whisper-callcenter"])
+def test_a_base_model_that_is_not_here_says_how_to_get_it(name: str, tmp_path: Path):
+    path = ROOT / "recipes" / f"{name}.yaml"
+    result = run_cli("run", str(path), "--quiet", "--output", str(tmp_path / "run"), timeout=300)
+    assert result.returncode == 2, result.stderr
+    base = next(line for line in path.read_text().splitlines() if line.strip().startswith("base:"))
+    line = path.read_text().splitlines().index(base) + 1
+    column = base.index("base:") + len("base: ") + 1
+    (message,) = [text for text in result.stderr.splitlines() if text.strip()]
+    assert message.startswith(f"{path}:{line}:{column}: model.base: '{base.split()[1]}' is not a local directory and not in the Hugging Face cache")
+    assert "hf download" in message and "--smoke" in message and "Traceback" not in result.stderr
