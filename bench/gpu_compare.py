@@ -22,7 +22,6 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -77,13 +76,12 @@ def recipe_data(shape: str, mode: str, steps: int, batch: int, seq_len: int, tin
 
 def through_runner(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     """`ftrecipe run` in this process (its own validation, task, loop, checkpoint and save)."""
-    from ftrecipe.runner.entry import run_recipe
+    from ftrecipe.runner.entry import RunOptions, run_recipe
     from ftrecipe.validation import validate_data
 
     result = validate_data(raw, source=str(out / "bench.yaml"))
     assert result.ok, [d.text() for d in result.diagnostics]
-    args = SimpleNamespace(output=str(out), smoke=False, resume=False, max_steps=None, quiet=True, debug=True,
-                           save_augmented=0, argv=["run", "bench.yaml"])
+    args = RunOptions(output=str(out), quiet=True, debug=True, argv=["run", "bench.yaml"])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     assert run_recipe(result, args) == 0

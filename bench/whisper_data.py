@@ -19,7 +19,6 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -53,7 +52,7 @@ def main() -> None:
 
     from ftrecipe.records import resolve
     from ftrecipe.registry import get_registry
-    from ftrecipe.runner.entry import run_recipe
+    from ftrecipe.runner.entry import RunOptions, run_recipe
     from ftrecipe.task import TaskContext
     from ftrecipe.validation import validate_file
 
@@ -78,8 +77,7 @@ def main() -> None:
 
     # 2. Training through the runner: how long the step waits for the next batch.
     with tempfile.TemporaryDirectory() as out:
-        args_ns = SimpleNamespace(output=str(Path(out) / "run"), smoke=False, resume=False, max_steps=None, quiet=True,
-                                  debug=False, save_augmented=0, argv=["run", "bench.yaml"])
+        args_ns = RunOptions(output=str(Path(out) / "run"), quiet=True, argv=["run", "bench.yaml"])
         assert run_recipe(result, args_ns) == 0
         records = [json.loads(x) for x in (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["kind"] == "train"][1:]  # the first window includes start-up
