@@ -6,11 +6,12 @@ A plugin is a module registered under the ``ftrecipe`` entry-point group::
     [project.entry-points.ftrecipe]
     my-plugin = "my_package.ftrecipe_plugin"
 
-The module implements any of the hooks below with ``@ftrecipe.hookimpl``. Each hook takes no
-arguments and returns one record or a list of records (:mod:`ftrecipe.records`); the registry
-collects them, checks that no two plugins claim the same name, and reports a plugin that fails to
-import or raises without taking the command line down. The built-in plugins under ``plugins/``
-register through exactly this mechanism.
+The module implements any of the hooks below with ``@hookimpl``. Each hook takes no arguments and
+returns one record or a list of records; the registry collects them, checks that no two plugins claim
+the same name, and reports a plugin that fails to import, raises or declares a record wrongly without
+taking the command line down. Everything a plugin uses comes from :mod:`ftrecipe.plugin`; the
+built-in plugins under ``plugins/`` register through exactly this mechanism and that module. The
+guide, ``docs/plugins.md``, builds a complete plugin on both training paths.
 
 Keep the plugin module light: import torch and other heavy libraries only inside the code the
 records reference (``"module:attribute"`` strings), never at the top of the registration module,
@@ -33,19 +34,21 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def ftrecipe_modalities() -> Modality | list[Modality]:
     """Contribute modalities: kinds of model ftrecipe can fine-tune.
 
-    A modality brings its own ``model`` section (a subclass of
-    :class:`ftrecipe.sections.ModelSection` whose ``modality`` field is a ``Literal`` of its name),
-    and the dotted path of a :class:`ftrecipe.task.ModalityTask` subclass that builds the model,
-    the data pipeline, the loss and the evaluation for the common runner. A task that must keep its
-    own inner loop (a library's trainer) overrides ``ModalityTask.fit`` and reports through the
-    session it is handed.
+    A modality brings its own ``model`` section (a subclass of ``ModelSection`` whose ``modality``
+    field is a ``Literal`` of its name), and the dotted path of a ``ModalityTask`` subclass that
+    builds the model, the data pipeline, the loss and the evaluation for the common runner. A task
+    that must keep its own inner loop (a library's trainer) sets ``owns_loop = True``, implements
+    ``fit`` and reports through the ``TrainSession`` it is handed.
+
+    A recipe never accepts a key that nothing reads: ``sections`` extends shared sections with the
+    modality's own keys (``{"evaluation": MyEvaluation}``, a subclass of ``EvaluationSection``), and
+    ``ignores`` lists the shared keys the task does not read, with the reason a user is shown when a
+    recipe writes one.
 
     Example::
 
         from typing import Literal
-        from ftrecipe import hookimpl
-        from ftrecipe.records import Modality
-        from ftrecipe.sections import ModelSection
+        from ftrecipe.plugin import Modality, ModelSection, hookimpl
 
         class EchoModel(ModelSection):
             modality: Literal["echo"] = "echo"
@@ -61,6 +64,7 @@ def ftrecipe_modalities() -> Modality | list[Modality]:
                 description="A toy regression model.",
                 default_metrics=("mse",),
                 starter_recipe="model:\\n  modality: echo\\n  base: scratch\\n...",
+                ignores={"head": "the output has the input's size"},
             )
     """
 
@@ -69,22 +73,21 @@ def ftrecipe_modalities() -> Modality | list[Modality]:
 def ftrecipe_dataset_formats() -> DatasetFormat | list[DatasetFormat]:
     """Contribute dataset formats: ways to read examples (``data.format`` in a recipe).
 
-    The format's section subclasses :class:`ftrecipe.sections.DataSection` with ``format`` a
-    ``Literal`` of its name and adds its own options. ``reader`` names a function
-    ``read(section, *, base_dir, seed, smoke) -> ftrecipe.data.DatasetSplits`` returning rows (dicts)
-    in the canonical columns the target modality documents. A format name needs to be unique only
-    among the modalities it serves, so every modality can have its own ``synthetic`` format.
-    :func:`ftrecipe.data.resolve_sources` turns the recipe's paths into files and
-    :func:`ftrecipe.data.iter_rows` reads JSON Lines, JSON, CSV and TSV with located bad lines;
-    raise :class:`ftrecipe.errors.RecipeRuntimeError` with the recipe key to blame for a missing
-    source, so the user sees ``recipe.yaml:line:col``.
+    The format's section subclasses ``DataSection`` with ``format`` a ``Literal`` of its name and
+    adds its own options. ``reader`` names a function ``read(section, *, base_dir, seed, smoke) ->
+    DatasetSplits`` returning rows (dicts) in the canonical columns the target modality documents. A
+    format name needs to be unique only among the modalities it serves, so every modality can have
+    its own ``synthetic`` format. The shared chores are helpers of ``ftrecipe.plugin``:
+    ``source_paths`` (paths with the recipe key to blame), ``read_rows`` (JSON Lines, JSON, CSV,
+    TSV, Parquet with located bad lines, skipped or fatal per ``data.on_error``) and
+    ``make_splits`` (hold-out, ``limit``, smoke caps, the data report). Raise
+    ``RecipeRuntimeError`` with the recipe key to blame, so the user sees ``recipe.yaml:line:col``.
+    ``ignores`` lists the shared ``data`` keys the reader does not read.
 
     Example::
 
         from typing import Literal
-        from ftrecipe import hookimpl
-        from ftrecipe.records import DatasetFormat
-        from ftrecipe.sections import DataSection
+        from ftrecipe.plugin import DatasetFormat, DataSection, hookimpl
 
         class TsvSection(DataSection):
             format: Literal["tsv"] = "tsv"
@@ -106,17 +109,16 @@ def ftrecipe_dataset_formats() -> DatasetFormat | list[DatasetFormat]:
 def ftrecipe_augmentations() -> Augmentation | list[Augmentation]:
     """Contribute augmentations: items of ``data.augment``, applied on the fly with a probability.
 
-    The section subclasses :class:`ftrecipe.sections.AugmentationSection` with ``name`` a
-    ``Literal`` and the step's parameters as fields. ``apply`` names the function the modality
-    calls; its signature is the modality's (audio modalities call
-    ``apply(wave, sample_rate, rng, **params) -> wave`` with a seeded ``numpy.random.Generator``).
+    The section subclasses ``AugmentationSection`` with ``name`` a ``Literal`` and the step's
+    parameters as fields (the one specification of them: validated, documented in the schema).
+    ``apply`` names the function the modality calls; its signature is the modality's (audio
+    modalities call ``apply(wave, sample_rate, rng, **params) -> wave`` with a generator seeded per
+    (seed, epoch, example, step), so a resumed run hears the same audio).
 
     Example::
 
         from typing import Literal
-        from ftrecipe import hookimpl
-        from ftrecipe.records import Augmentation
-        from ftrecipe.sections import AugmentationSection
+        from ftrecipe.plugin import Augmentation, AugmentationSection, hookimpl
 
         class ClipSection(AugmentationSection):
             name: Literal["clip"] = "clip"
@@ -145,8 +147,7 @@ def ftrecipe_metrics() -> Metric | list[Metric]:
 
     Example::
 
-        from ftrecipe import hookimpl
-        from ftrecipe.records import Metric
+        from ftrecipe.plugin import Metric, hookimpl
 
         @hookimpl
         def ftrecipe_metrics():
@@ -164,14 +165,13 @@ def ftrecipe_metrics() -> Metric | list[Metric]:
 def ftrecipe_callbacks() -> Callback | list[Callback]:
     """Contribute runner callbacks a recipe switches on by name (``callbacks: [name]``).
 
-    ``factory`` names a class implementing :class:`ftrecipe.runner.callbacks.RunCallback`: it is
-    built once per run on the main process and told about logged steps, evaluations and
-    checkpoints (for example to forward metrics to an experiment tracker).
+    ``factory`` names a subclass of ``RunCallback``: it is built once per run on the main process
+    and told about logged steps, evaluations and checkpoints (for example to forward metrics to an
+    experiment tracker).
 
     Example::
 
-        from ftrecipe import hookimpl
-        from ftrecipe.records import Callback
+        from ftrecipe.plugin import Callback, hookimpl
 
         @hookimpl
         def ftrecipe_callbacks():

@@ -28,7 +28,9 @@ def _check_causal_lm(recipe) -> list[Problem]:
 
 def _check_classification(recipe) -> list[Problem]:
     if recipe.head.mode == "keep" and recipe.model.init == "pretrained":
-        return [Problem(("head", "mode"), "a classifier needs a head with the recipe's labels: head.mode replace (or append) with labels")]
+        return [Problem(("head", "mode"), "a classifier needs a head with the recipe's labels: head.mode replace with labels")]
+    if recipe.head.mode == "append":
+        return [Problem(("head", "mode"), "text-classification puts a new classifier in place of the model's head; use head.mode replace")]
     return []
 
 

@@ -92,3 +92,10 @@ def test_a_record_that_misdeclares_what_it_reads_is_a_plugin_error():
     assert record_problems(_modality(sections={"training": Extra})) == [
         "Modality 'echo': sections['training'] must subclass ftrecipe.plugin.TrainingSection"]
     assert "a modality may extend" in record_problems(_modality(sections={"data": TrainingSection}))[0]
+
+
+def test_a_head_mode_a_modality_cannot_honour_is_refused():
+    text = ("model:\n  modality: text-classification\n  base: bert\n  init: scratch\n"
+            "head:\n  mode: append\n  labels: [a, b]\ndata:\n  format: synthetic\n")
+    assert texts(check(text, None)) == [
+        "r.yaml:6:9: head.mode: text-classification puts a new classifier in place of the model's head; use head.mode replace"]

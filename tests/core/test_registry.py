@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
+import textwrap
+
+import pytest
 
 from ftrecipe import hookspec
-from ftrecipe.registry import HOOKS
+from ftrecipe.registry import HOOKS, record_problems
 from tests.conftest import install_fixture_plugin, run_cli
 
 
@@ -16,6 +20,19 @@ def test_every_hook_is_specified_documented_with_an_example():
     for name in specs:
         doc = inspect.getdoc(getattr(hookspec, name)) or ""
         assert "Example::" in doc and "@hookimpl" in doc, f"{name} lacks a complete example"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_each_hook_example_runs_and_returns_a_well_formed_record(hook):
+    """The examples are the author's reference: they must work as written, against the public API only."""
+    doc = inspect.getdoc(getattr(hookspec, hook))
+    code = textwrap.dedent(doc.split("Example::", 1)[1])
+    assert set(re.findall(r"^from (ftrecipe[\w.]*) import", code, re.MULTILINE)) == {"ftrecipe.plugin"}
+    namespace: dict = {}
+    exec(compile(code, f"<{hook} example>", "exec"), namespace)  # noqa: S102 - our own documentation
+    records = namespace[hook]()
+    for record in records if isinstance(records, list) else [records]:
+        assert record.name and record_problems(record) == []
 
 
 def test_example_plugin_implements_every_hook(example_registry):
