@@ -1,9 +1,11 @@
-"""Seeded, on-the-fly audio augmentations for Whisper fine-tuning (numpy + scipy only).
+"""Seeded audio augmentations for Whisper fine-tuning (numpy + scipy only).
 
-Each augmentation is a pure function ``fn(wave, sr, rng, **params) -> wave``: all randomness comes
-from ``rng``, so the same generator state always gives the same output. Numeric parameters given
-as ``[lo, hi]`` are drawn uniformly per call; a scalar is used as is. Choice parameters given as a
-list are drawn uniformly per call.
+Each augmentation is a pure function ``fn(wave, sr, rng, **params) -> wave`` (float32): all
+randomness comes from ``rng``, so the same generator state always gives the same output. A numeric
+parameter given as ``(lo, hi)`` is drawn uniformly per call; a number is used as is. A choice
+parameter given as a list is drawn uniformly per call; a single value is used as is. The recipe
+keys and their bounds are the sections in :mod:`ftrecipe_whisper.sections`; the chain that applies
+them during training is :class:`ftrecipe_whisper.chain.AugmentedChain`.
 
 RNG derivation (why a resumed run hears exactly the same audio): the augmented version of dataset
 item ``index`` in epoch ``epoch`` of a run seeded ``base_seed`` uses the key
@@ -17,46 +19,32 @@ leaves every other step's randomness unchanged.
 
 from __future__ import annotations
 
-import csv
 import functools
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import numpy as np
-import soundfile as sf
 from scipy.signal import ellip, sosfilt
 
 from .audio import load_audio, resample, resample_ratio
 
 __all__ = [
-    "AUGMENTATIONS",
-    "AugmentChain",
-    "AugmentStep",
-    "Augmentation",
-    "Param",
     "add_noise",
     "apply_gain",
-    "augmentation_specs",
+    "noise_files",
     "pitch_shift",
     "sample_seed",
-    "save_augmented",
     "speed_perturb",
     "step_rng",
     "telephone_channel",
-    "validate_params",
 ]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 NOISE_KINDS = ("white", "pink", "brown", "hum", "file")
 CODECS = ("mulaw", "alaw", "none")
-
-
-class AugmentFn(Protocol):
-    def __call__(self, wave: np.ndarray, sr: int, rng: np.random.Generator, **params: Any) -> np.ndarray: ...
 
 
 # --------------------------------------------------------------------------- parameter helpers
@@ -108,7 +96,8 @@ def _hum(n: int, sr: int, rng: np.random.Generator, mains_hz: float) -> np.ndarr
 
 
 @functools.lru_cache(maxsize=16)
-def _noise_files(noise_dir: str) -> tuple[str, ...]:
+def noise_files(noise_dir: str) -> tuple[str, ...]:
+    """The audio files under ``noise_dir`` (any depth, sorted); ``ValueError`` when there are none."""
     files = sorted(
         str(p) for p in Path(noise_dir).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
     )
@@ -125,7 +114,7 @@ def _noise_file_audio(path: str, sr: int) -> np.ndarray:
 
 
 def _file_noise(n: int, sr: int, rng: np.random.Generator, noise_dir: str) -> np.ndarray:
-    files = _noise_files(str(noise_dir))
+    files = noise_files(str(noise_dir))
     src = _noise_file_audio(files[int(rng.integers(len(files)))], sr)
     if src.size < n:
         src = np.tile(src, int(np.ceil(n / src.size)))
@@ -365,155 +354,7 @@ def telephone_channel(
     return y.astype(np.float32)
 
 
-# --------------------------------------------------------------------------- registry
-
-
-class Param(NamedTuple):
-    """One recipe parameter of an augmentation.
-
-    ``kind``: "range" (scalar or [lo, hi], drawn uniformly), "choice" (value or list of values,
-    drawn uniformly), "number" (fixed float), "path" (a folder) or "int".
-    """
-
-    kind: str
-    default: Any
-    help: str
-    choices: tuple[Any, ...] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {"kind": self.kind, "default": list(self.default) if isinstance(self.default, tuple) else self.default}
-        d["help"] = self.help
-        if self.choices is not None:
-            d["choices"] = list(self.choices)
-        if self.minimum is not None:
-            d["minimum"] = self.minimum
-        if self.maximum is not None:
-            d["maximum"] = self.maximum
-        return d
-
-
-class Augmentation(NamedTuple):
-    """Registry entry: the function and its parameter spec (unpacks as ``fn, params``)."""
-
-    fn: Callable[..., np.ndarray]
-    params: dict[str, Param]
-
-    @property
-    def help(self) -> str:
-        return (self.fn.__doc__ or "").strip().splitlines()[0]
-
-
-AUGMENTATIONS: dict[str, Augmentation] = {
-    "noise": Augmentation(
-        add_noise,
-        {
-            "snr_db": Param("range", (10.0, 30.0), "signal-to-noise ratio in dB", minimum=-20, maximum=80),
-            "kind": Param("choice", None, "noise type(s); default file if noise_dir else generated", NOISE_KINDS),
-            "noise_dir": Param("path", None, "folder of noise recordings (any depth)"),
-            "mains_hz": Param("choice", (50.0, 60.0), "mains frequency for hum", minimum=1, maximum=1000),
-        },
-    ),
-    "speed": Augmentation(
-        speed_perturb,
-        {"factor": Param("range", (0.9, 1.1), "speed factor (>1 faster and shorter)", minimum=0.25, maximum=4.0)},
-    ),
-    "pitch": Augmentation(
-        pitch_shift,
-        {"semitones": Param("range", (-2.0, 2.0), "pitch shift in semitones", minimum=-12, maximum=12)},
-    ),
-    "gain": Augmentation(
-        apply_gain,
-        {
-            "gain_db": Param("range", (-6.0, 6.0), "gain in dB (limited to avoid clipping)", minimum=-60, maximum=40),
-            "max_peak": Param("number", 0.99, "largest allowed absolute sample", minimum=0.01, maximum=1.0),
-        },
-    ),
-    "telephone": Augmentation(
-        telephone_channel,
-        {
-            "low_hz": Param("number", 300.0, "lower band edge in Hz", minimum=20, maximum=2000),
-            "high_hz": Param("number", 3400.0, "upper band edge in Hz", minimum=1000, maximum=7900),
-            "codec": Param("choice", "mulaw", "companding codec(s)", CODECS),
-            "channel_rate": Param("int", 8000, "sample rate of the line in Hz", minimum=4000, maximum=48000),
-        },
-    ),
-}
-
-
-def augmentation_specs() -> dict[str, dict[str, Any]]:
-    """JSON-ready description of every augmentation and its parameters (for schemas and docs)."""
-    return {
-        name: {"help": aug.help, "params": {k: p.to_dict() for k, p in aug.params.items()}}
-        for name, aug in AUGMENTATIONS.items()
-    }
-
-
-def _check_number(name: str, key: str, v: Any, spec: Param) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"{name}.{key}: expected a number, got {v!r}")
-    if spec.minimum is not None and v < spec.minimum or spec.maximum is not None and v > spec.maximum:
-        raise ValueError(f"{name}.{key}: {v} outside [{spec.minimum}, {spec.maximum}]")
-    return float(v)
-
-
-def validate_params(name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check ``params`` against the registry and fill defaults; raises ``ValueError`` on mistakes.
-
-    Run when a recipe is loaded, so a typo fails before training rather than mid-epoch.
-    """
-    if name not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {name!r}; available: {sorted(AUGMENTATIONS)}")
-    spec = AUGMENTATIONS[name].params
-    params = dict(params or {})
-    unknown = set(params) - set(spec)
-    if unknown:
-        raise ValueError(f"{name}: unknown parameter(s) {sorted(unknown)}; allowed: {sorted(spec)}")
-    out: dict[str, Any] = {}
-    for key, p in spec.items():
-        v = params.get(key, p.default)
-        if v is None:
-            out[key] = None
-            continue
-        if p.kind == "range":
-            if isinstance(v, (list, tuple)):
-                if len(v) != 2:
-                    raise ValueError(f"{name}.{key}: a range needs [lo, hi], got {v!r}")
-                lo, hi = (_check_number(name, key, x, p) for x in v)
-                if lo > hi:
-                    raise ValueError(f"{name}.{key}: lo {lo} > hi {hi}")
-                v = (lo, hi)
-            else:
-                v = _check_number(name, key, v, p)
-        elif p.kind == "choice":
-            values = list(v) if isinstance(v, (list, tuple)) else [v]
-            if not values:
-                raise ValueError(f"{name}.{key}: empty choice list")
-            for x in values:
-                if p.choices is not None and x not in p.choices:
-                    raise ValueError(f"{name}.{key}: {x!r} not in {list(p.choices)}")
-                if p.choices is None:
-                    _check_number(name, key, x, p)
-            v = tuple(values) if isinstance(v, (list, tuple)) else v
-        elif p.kind in ("number", "int"):
-            v = _check_number(name, key, v, p)
-            v = int(v) if p.kind == "int" else v
-        elif p.kind == "path":
-            v = str(v)
-        out[key] = v
-    if name == "noise":
-        kinds = out["kind"] if isinstance(out["kind"], tuple) else (out["kind"],)
-        if "file" in kinds and out["noise_dir"] is None:
-            raise ValueError("noise: kind 'file' needs noise_dir")
-        if out["noise_dir"] is not None and not Path(out["noise_dir"]).is_dir():
-            raise ValueError(f"noise: noise_dir {out['noise_dir']} is not a folder")
-    if name == "telephone" and out["low_hz"] >= out["high_hz"]:
-        raise ValueError("telephone: low_hz must be below high_hz")
-    return out
-
-
-# --------------------------------------------------------------------------- chain
+# --------------------------------------------------------------------------- seeding
 
 
 def sample_seed(base_seed: int, epoch: int, index: int) -> tuple[int, int, int]:
@@ -528,124 +369,3 @@ def step_rng(seed: int | Sequence[int], step: int) -> np.random.Generator:
     """The generator of chain step ``step`` for a sample key: ``default_rng([*seed, step])``."""
     key = [int(seed)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
     return np.random.default_rng([*key, int(step)])
-
-
-@dataclass(frozen=True)
-class AugmentStep:
-    """One validated chain item: augmentation ``name`` with full ``params``, applied with probability ``p``."""
-
-    name: str
-    params: Mapping[str, Any]
-    p: float = 1.0
-
-    def describe(self) -> str:
-        shown = []
-        for k, v in self.params.items():
-            if v is None:
-                continue
-            if isinstance(v, tuple) and AUGMENTATIONS[self.name].params[k].kind == "range":
-                shown.append(f"{k}={v[0]:g}..{v[1]:g}")
-            elif isinstance(v, tuple):
-                shown.append(f"{k}={'|'.join(str(x) for x in v)}")
-            elif isinstance(v, float):
-                shown.append(f"{k}={v:g}")
-            else:
-                shown.append(f"{k}={v}")
-        return f"{self.name}({', '.join(shown)}) p={self.p:g}"
-
-
-class AugmentChain:
-    """Apply augmentations in order, each with its probability, deterministically per sample key."""
-
-    def __init__(self, steps: Iterable[tuple[str, Mapping[str, Any] | None, float] | AugmentStep] = ()) -> None:
-        built: list[AugmentStep] = []
-        for item in steps:
-            name, params, p = (item.name, item.params, item.p) if isinstance(item, AugmentStep) else item
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name}: probability p must be in [0, 1], got {p!r}")
-            built.append(AugmentStep(name, validate_params(name, params), float(p)))
-        self.steps: tuple[AugmentStep, ...] = tuple(built)
-
-    @classmethod
-    def from_config(cls, items: Iterable[Mapping[str, Any]]) -> AugmentChain:
-        """Build from recipe items ``{"name": ..., "p": 0.5, "params": {...}}`` (p defaults to 1)."""
-        steps = []
-        for item in items:
-            extra = set(item) - {"name", "p", "params"}
-            if "name" not in item or extra:
-                raise ValueError(f"augmentation item needs 'name' (+ optional 'p', 'params'), got {dict(item)}")
-            steps.append((item["name"], item.get("params") or {}, item.get("p", 1.0)))
-        return cls(steps)
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    def describe(self) -> str:
-        """One line for the run log, e.g. ``noise(snr_db=5..20, ...) p=0.5 -> speed(...) p=0.3``."""
-        return " -> ".join(s.describe() for s in self.steps) if self.steps else "no augmentation"
-
-    def apply(self, wave: np.ndarray, sr: int, seed: int | Sequence[int]) -> tuple[np.ndarray, list[str]]:
-        """Augment ``wave`` and also return the names of the steps that fired (for logs/listening)."""
-        out = np.asarray(wave, dtype=np.float32)
-        applied: list[str] = []
-        for k, step in enumerate(self.steps):
-            rng = step_rng(seed, k)
-            if rng.random() < step.p:
-                out = AUGMENTATIONS[step.name].fn(out, sr, rng, **step.params)
-                applied.append(step.name)
-        return np.asarray(out, dtype=np.float32), applied
-
-    def __call__(self, wave: np.ndarray, sr: int, seed: int | Sequence[int]) -> np.ndarray:
-        """Augmented copy of ``wave``; ``seed`` is typically ``sample_seed(base_seed, epoch, index)``."""
-        return self.apply(wave, sr, seed)[0]
-
-
-# --------------------------------------------------------------------------- listening aid
-
-
-def _clip_audio(clip: Any, sr: int) -> tuple[np.ndarray, str, str]:
-    """(wave, transcript, source) from a manifest Clip, a path, an array or a (array, text) pair."""
-    if hasattr(clip, "audio_path"):
-        return load_audio(clip.audio_path, sr), str(getattr(clip, "transcript", "")), str(clip.audio_path)
-    if isinstance(clip, (str, os.PathLike)):
-        return load_audio(clip, sr), "", str(clip)
-    if isinstance(clip, tuple) and len(clip) == 2:
-        return np.asarray(clip[0], dtype=np.float32), str(clip[1]), "<array>"
-    return np.asarray(clip, dtype=np.float32), "", "<array>"
-
-
-def save_augmented(
-    clips: Sequence[Any],
-    chain: AugmentChain,
-    n: int,
-    out_dir: str | os.PathLike[str],
-    sr: int = 16_000,
-    *,
-    seed: int = 0,
-    epoch: int = 0,
-) -> list[Path]:
-    """Write ``n`` augmented WAVs (16-bit, cycling through ``clips``) so a person can hear training audio.
-
-    Item ``i`` uses key ``sample_seed(seed, epoch, i)``, exactly what training with that seed sees
-    for dataset index ``i``. ``out_dir`` becomes an audiofolder: ``metadata.csv`` has file_name,
-    text, source and the steps that fired; ``chain.txt`` holds :meth:`AugmentChain.describe`.
-    """
-    if not clips:
-        raise ValueError("save_augmented needs at least one clip")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    rows: list[dict[str, str]] = []
-    for i in range(n):
-        wave, text, source = _clip_audio(clips[i % len(clips)], sr)
-        aug, applied = chain.apply(wave, sr, sample_seed(seed, epoch, i))
-        path = out / f"aug_{i:04d}.wav"
-        sf.write(str(path), np.clip(aug, -1.0, 1.0), sr, subtype="PCM_16")
-        paths.append(path)
-        rows.append({"file_name": path.name, "text": text, "source": source, "applied": "+".join(applied)})
-    with open(out / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["file_name", "text", "source", "applied"])
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "chain.txt").write_text(chain.describe() + "\n", encoding="utf-8")
-    return paths

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, model_validator
 
 from ftrecipe.plugin import AugmentationSection, DataSection, EvaluationSection, GenerationSettings, ModelSection, Section
-
-Range = tuple[float, float] | float
 
 
 class WhisperModel(ModelSection):
@@ -74,52 +72,140 @@ class SyntheticSpeechData(AudioData):
 
 
 # ----------------------------------------------------------------------------- augmentations
+#
+# These sections are the one parameter spec of the built-in augmentations: what a recipe may write,
+# the reference `ftrecipe schema` shows, and exactly the keyword arguments the functions in
+# ftrecipe_whisper.augment receive (a range arrives as a float or a (low, high) tuple, a choice as a
+# value or a list). Numbers are strict: `true` or "5" is a mistake, not 1 or 5.
+
+
+def _number(minimum: float, maximum: float) -> Any:
+    return Annotated[float, Field(ge=minimum, le=maximum, strict=True)]
+
+
+def _range_or_number(value: Any) -> str:
+    return "range" if isinstance(value, (list, tuple)) else "number"
+
+
+def _two_ends(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) and len(value) != 2:
+        raise ValueError(f"expected a number or a [low, high] range, got {len(value)} value{'s' * (len(value) != 1)}")
+    return value
+
+
+def _ordered(value: float | tuple[float, float]) -> float | tuple[float, float]:
+    if isinstance(value, tuple) and value[0] > value[1]:
+        raise ValueError(f"the range [{value[0]:g}, {value[1]:g}] is reversed: low must not exceed high")
+    return value
+
+
+def range_of(minimum: float, maximum: float) -> Any:
+    """A number, or ``[low, high]`` drawn uniformly per clip; both ends within ``[minimum, maximum]``."""
+    number = _number(minimum, maximum)
+    return Annotated[
+        Union[Annotated[tuple[number, number], Tag("range")], Annotated[number, Tag("number")]],  # noqa: UP007
+        Discriminator(_range_or_number),
+        BeforeValidator(_two_ends),
+        AfterValidator(_ordered),
+    ]
+
+
+def _one_or_list(value: Any) -> str:
+    return "list" if isinstance(value, (list, tuple)) else "one"
+
+
+def choice_of(item: Any) -> Any:
+    """One value, or a non-empty list of values of which each clip draws one uniformly."""
+    return Annotated[
+        Union[Annotated[item, Tag("one")], Annotated[list[item], Field(min_length=1), Tag("list")]],  # noqa: UP007
+        Discriminator(_one_or_list),
+    ]
+
+
+SnrDb = range_of(-20, 80)
+SpeedFactor = range_of(0.25, 4.0)
+Semitones = range_of(-12, 12)
+GainDb = range_of(-60, 40)
+MaxPeak = _number(0.01, 1.0)
+NoiseKinds = choice_of(Literal["white", "pink", "brown", "hum", "file"])
+MainsHz = choice_of(_number(1, 1000))
+LowHz = _number(20, 2000)
+HighHz = _number(1000, 7900)
+Codecs = choice_of(Literal["mulaw", "alaw", "none"])
+ChannelRate = Annotated[int, Field(ge=4000, le=48000, strict=True)]
 
 
 class NoiseAugmentation(AugmentationSection):
-    """Additive noise at a signal-to-noise ratio drawn from a range."""
+    """Additive noise at a signal-to-noise ratio drawn from a range (a silent clip is left alone)."""
 
     name: Literal["noise"]
-    snr_db: Range = (10.0, 30.0)
-    """SNR in dB: a number or a [low, high] range."""
-    kind: Literal["white", "pink", "brown", "hum", "file"] | list[Literal["white", "pink", "brown", "hum", "file"]] | None = None
-    """Noise type(s); ``file`` draws from ``noise_dir``. Default: files if noise_dir is set, else generated."""
+    snr_db: SnrDb = (10.0, 30.0)
+    """Signal-to-noise ratio in dB over the whole clip: a number, or [low, high] drawn per clip (-20 to 80)."""
+    kind: NoiseKinds | None = None
+    """Noise type, or a list to draw from per clip: ``white``, ``pink`` (1/f), ``brown`` (1/f²), ``hum``
+    (mains fundamental and harmonics) or ``file`` (a random excerpt of a recording in ``noise_dir``).
+    Default: ``file`` when ``noise_dir`` is set, else one of the generated kinds."""
     noise_dir: str | None = None
-    """Folder of noise recordings (any depth)."""
+    """Folder of noise recordings (searched at any depth; wav, flac, ogg, mp3, aiff), relative to the
+    recipe. Needed by ``kind: file``."""
+    mains_hz: MainsHz = [50.0, 60.0]
+    """Mains frequency of ``hum`` in Hz, or a list to draw from per clip (50 in most of the world, 60 in
+    the Americas)."""
+
+    @model_validator(mode="after")
+    def _file_needs_folder(self) -> NoiseAugmentation:
+        kinds = self.kind if isinstance(self.kind, list) else [self.kind]
+        if "file" in kinds and self.noise_dir is None:
+            raise ValueError("kind 'file' needs noise_dir, the folder of noise recordings")
+        return self
 
 
 class SpeedAugmentation(AugmentationSection):
-    """Speed perturbation: faster and shorter, or slower and longer (pitch moves too)."""
+    """Speed perturbation (Kaldi-style): faster and shorter, or slower and longer; pitch moves with it."""
 
     name: Literal["speed"]
-    factor: Range = (0.9, 1.1)
+    factor: SpeedFactor = (0.9, 1.1)
+    """Speed factor, or [low, high] drawn per clip (0.25 to 4): 1.1 plays 10% faster and shorter."""
 
 
 class PitchAugmentation(AugmentationSection):
-    """Pitch shift in semitones, duration kept."""
+    """Pitch shift in semitones, duration kept (higher or lower voices)."""
 
     name: Literal["pitch"]
-    semitones: Range = (-2.0, 2.0)
+    semitones: Semitones = (-2.0, 2.0)
+    """Shift in semitones, or [low, high] drawn per clip (-12 to 12; 12 is an octave up)."""
 
 
 class GainAugmentation(AugmentationSection):
     """Loudness change in dB, limited so the wave never clips."""
 
     name: Literal["gain"]
-    gain_db: Range = (-6.0, 6.0)
+    gain_db: GainDb = (-6.0, 6.0)
+    """Gain in dB, or [low, high] drawn per clip (-60 to 40); turned down where it would push the peak
+    above ``max_peak``."""
+    max_peak: MaxPeak = 0.99
+    """Largest absolute sample after the gain (full scale is 1)."""
 
 
 class TelephoneAugmentation(AugmentationSection):
-    """A phone line: band-limited to 300-3400 Hz, through an 8 kHz channel, optional companding codec."""
+    """A phone line: band-pass (send and receive filters), an 8 kHz channel, optional G.711 companding."""
 
     name: Literal["telephone"]
-    low_hz: Annotated[float, Field(ge=20, le=2000)] = 300.0
-    high_hz: Annotated[float, Field(ge=1000, le=7900)] = 3400.0
-    codec: Literal["mulaw", "alaw", "none"] | list[Literal["mulaw", "alaw", "none"]] = "mulaw"
-    channel_rate: Annotated[int, Field(ge=4000, le=48000)] = 8000
+    low_hz: LowHz = 300.0
+    """Lower edge of the pass band in Hz (20 to 2000)."""
+    high_hz: HighHz = 3400.0
+    """Upper edge of the pass band in Hz (1000 to 7900): above ``low_hz`` and below half ``channel_rate``."""
+    codec: Codecs = "mulaw"
+    """Companding codec, or a list to draw from per clip: ``mulaw`` (G.711 North America, Japan), ``alaw``
+    (G.711 Europe) or ``none``."""
+    channel_rate: ChannelRate = 8000
+    """Sample rate of the line in Hz (4000 to 48000); it carries nothing above half of it."""
 
     @model_validator(mode="after")
     def _band(self) -> TelephoneAugmentation:
         if self.low_hz >= self.high_hz:
-            raise ValueError("low_hz must be below high_hz")
+            raise ValueError(f"low_hz ({self.low_hz:g}) must be below high_hz ({self.high_hz:g})")
+        if self.high_hz >= self.channel_rate / 2:
+            raise ValueError(f"high_hz ({self.high_hz:g}) must be below half the channel_rate "
+                             f"({self.channel_rate / 2:g} Hz), the highest frequency the line carries")
         return self

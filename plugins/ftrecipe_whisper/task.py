@@ -12,47 +12,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ftrecipe.plugin import DataBundle, EvalResult, EpochIndex, ModalityTask, RecipeRuntimeError, RunFailure, load_pretrained, resolve
+from ftrecipe.plugin import DataBundle, EvalResult, EpochIndex, ModalityTask, RecipeRuntimeError, RunFailure, load_pretrained
 from ftrecipe_whisper.audio import AudioError, load_audio
-from ftrecipe_whisper.augment import AUGMENTATIONS, AugmentStep, sample_seed, step_rng, validate_params
+from ftrecipe_whisper.augment import sample_seed
+from ftrecipe_whisper.chain import AugmentedChain
 
-MODALITY = "whisper"
 TINY_KEYS = ("d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim", "chunk_length", "bpe_vocab_size")
-
-
-class AugmentedChain:
-    """The recipe's augmentation steps, resolved through the registry (so plugins can add their own).
-
-    Step k of item i in epoch e draws from ``step_rng(sample_seed(seed, e, i), k)``: the same audio
-    whether the run was interrupted or not, in whichever worker process.
-    """
-
-    def __init__(self, steps: list[tuple[str, float, dict[str, Any], Any]]) -> None:
-        self.steps = steps
-
-    @classmethod
-    def from_recipe(cls, recipe: Any, registry: Any) -> AugmentedChain:
-        records = registry.augmentations_for(MODALITY)
-        steps = []
-        for step in recipe.data.augment:
-            params = step.model_dump(exclude={"name", "p"})
-            if step.name in AUGMENTATIONS:  # built-ins: normalise ranges and choices
-                params = validate_params(step.name, {k: v for k, v in params.items() if v is not None})
-            steps.append((step.name, step.p, params, resolve(records[step.name].apply)))
-        return cls(steps)
-
-    def __call__(self, wave: np.ndarray, sr: int, key: tuple[int, int, int]) -> np.ndarray:
-        for k, (_, p, params, apply) in enumerate(self.steps):
-            rng = step_rng(key, k)
-            if rng.random() < p:
-                wave = np.asarray(apply(wave, sr, rng, **params), dtype=np.float32)
-        return wave
-
-    def describe(self) -> str:
-        parts = []
-        for name, p, params, _ in self.steps:
-            parts.append(AugmentStep(name, params, p).describe() if name in AUGMENTATIONS else f"{name}({params}) p={p:g}")
-        return " -> ".join(parts) or "no augmentation"
 
 
 class SpeechDataset(torch.utils.data.Dataset):
@@ -73,7 +38,8 @@ class SpeechDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def wave(self, index: int) -> np.ndarray:
+    def wave(self, index: int, *, fired: list[str] | None = None) -> np.ndarray:
+        """The clip training hears at ``index`` (an ``EpochIndex`` carries the epoch); ``fired`` collects the steps applied."""
         row = self.rows[int(index)]
         audio = row["audio"]
         if isinstance(audio, str):
@@ -82,8 +48,11 @@ class SpeechDataset(torch.utils.data.Dataset):
             from ftrecipe_whisper.audio import resample
 
             wave = resample(np.asarray(audio, dtype=np.float32), row["sample_rate"], self.sample_rate)
-        if self.chain is not None and self.chain.steps:
-            wave = self.chain(wave, self.sample_rate, sample_seed(self.seed, getattr(index, "epoch", 0), int(index)))
+        if self.chain is not None and len(self.chain):
+            key = sample_seed(self.seed, getattr(index, "epoch", 0), int(index))
+            wave, applied = self.chain.apply(wave, self.sample_rate, key)
+            if fired is not None:
+                fired.extend(applied)
         return wave
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, list[int]] | None:
@@ -183,7 +152,7 @@ class WhisperTask(ModalityTask):
             rows[split] = [row for row in items if row["duration"] <= window]
         report.train_examples, report.eval_examples = len(rows["train"]), len(rows["eval"])
         splits.train, splits.eval = rows["train"], rows["eval"] or None
-        self.chain = AugmentedChain.from_recipe(self.recipe, ctx.registry)
+        self.chain = AugmentedChain.from_recipe(self.recipe, ctx.registry, ctx.base_dir)
         skip = data.on_error == "skip"
         train = SpeechDataset(list(splits.train), self.processor, sample_rate, self.chain, ctx.seed, skip)
         evaluation = SpeechDataset(list(splits.eval or []), self.processor, sample_rate, None, ctx.seed, skip)
@@ -195,16 +164,21 @@ class WhisperTask(ModalityTask):
                           report=report, files=splits.files)
 
     def _save_augmented(self, dataset: SpeechDataset, n: int) -> None:
-        """Write N augmented training clips, exactly as epoch 1 hears them, for people to listen to."""
+        """Write N augmented training clips, exactly as epoch 1 hears them, for people to listen to.
+
+        ``augmented/`` is an audiofolder: ``metadata.csv`` has file_name, text and the steps that
+        fired (``applied``); ``chain.txt`` holds the chain's description.
+        """
         out = self.ctx.output_dir / "augmented"
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["file_name", "text"])
+            writer.writerow(["file_name", "text", "applied"])
             for i in range(min(n, len(dataset))):
-                name = f"aug_{i:04d}.wav"
-                sf.write(out / name, np.clip(dataset.wave(EpochIndex(i, 0)), -1, 1), dataset.sample_rate, subtype="PCM_16")
-                writer.writerow([name, dataset.rows[i]["text"]])
+                name, fired = f"aug_{i:04d}.wav", []
+                wave = dataset.wave(EpochIndex(i, 0), fired=fired)
+                sf.write(out / name, np.clip(wave, -1, 1), dataset.sample_rate, subtype="PCM_16")
+                writer.writerow([name, dataset.rows[i]["text"], "+".join(fired)])
         (out / "chain.txt").write_text(self.chain.describe() + "\n", encoding="utf-8")
         self.ctx.log(f"wrote {min(n, len(dataset))} augmented clips to {out}")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ftrecipe_whisper.audio import load_audio
-from ftrecipe_whisper.augment import AugmentChain, sample_seed
+from ftrecipe_whisper.augment import sample_seed
+from ftrecipe_whisper.chain import AugmentedChain
 from ftrecipe_whisper.fsdd import DIGIT_WORDS, fsdd_manifest, fsdd_speakers, parse_fsdd_name
 from ftrecipe_whisper.manifest import read_manifest
 from scipy.signal import welch
@@ -90,12 +91,21 @@ def test_real_fsdd_report_with_per_speaker_hours(fsdd_root: Path, tmp_path: Path
 
 
 def test_real_fsdd_augmentation(fsdd_root: Path) -> None:
-    wave = load_audio(fsdd_root / "recordings" / "3_theo_5.wav", 16_000)
-    chain = AugmentChain(
-        [("speed", {"factor": 1.1}, 1.0), ("noise", {"snr_db": 10.0, "kind": "pink"}, 1.0), ("telephone", {}, 1.0)]
+    """The chain `ftrecipe run` builds from a recipe, on a real 8 kHz recording played at 16 kHz."""
+    from ftrecipe.registry import get_registry
+    from ftrecipe.validation import validate_text
+
+    result = validate_text(
+        "model: {modality: whisper, base: openai/whisper-tiny, init: scratch}\n"
+        "data:\n  format: synthetic\n  augment:\n    - {name: speed, factor: 1.1}\n"
+        "    - {name: noise, snr_db: 10, kind: pink}\n    - {name: telephone}\n",
+        source="fsdd.yaml",
     )
-    a = chain(wave, 16_000, seed=sample_seed(0, 0, 5))
-    b = chain(wave, 16_000, seed=sample_seed(0, 0, 5))
-    np.testing.assert_array_equal(a, b)
+    assert result.ok, [d.text() for d in result.diagnostics]
+    chain = AugmentedChain.from_recipe(result.recipe, get_registry())
+    wave = load_audio(fsdd_root / "recordings" / "3_theo_5.wav", 16_000)
+    a, fired = chain.apply(wave, 16_000, sample_seed(0, 0, 5))
+    np.testing.assert_array_equal(a, chain(wave, 16_000, sample_seed(0, 0, 5)))
+    assert fired == ["speed", "noise", "telephone"] and a.dtype == np.float32
     assert len(a) == pytest.approx(len(wave) / 1.1, abs=1)
     assert np.all(np.isfinite(a)) and not np.allclose(a[: len(a) // 2], wave[: len(a) // 2])

@@ -48,7 +48,8 @@ def test_fsdd_end_to_end_loads_into_an_asr_pipeline(tmp_path, fsdd_manifest):
         "    - {name: speed, factor: [0.9, 1.1], p: 0.5}\n    - {name: pitch, semitones: [-1, 1], p: 0.5}\n"
     )
     out = tmp_path / "run"
-    summary = run_ok(recipe(tmp_path, data), out, "--save-augmented", "3")
+    path = recipe(tmp_path, data)
+    summary = run_ok(path, out, "--save-augmented", "16")
     report = summary["data"]
     assert report["train_examples"] == 32 and report["eval_examples"] == 8
     assert report["sample_rates"] == {"8000": 32}
@@ -56,9 +57,40 @@ def test_fsdd_end_to_end_loads_into_an_asr_pipeline(tmp_path, fsdd_manifest):
     assert "50 h" in report["warnings"][0]
     assert report["augmentation"].startswith("telephone(") and "-> speed(" in report["augmentation"]
     assert set(summary["eval_before"]) >= {"wer", "cer", "eval_loss"}
-    assert sorted(p.name for p in (out / "augmented").glob("*.wav")) == ["aug_0000.wav", "aug_0001.wav", "aug_0002.wav"]
-    wave, sr = sf.read(out / "augmented" / "aug_0000.wav")
-    assert sr == 16000 and len(wave) > 1000
+    assert sorted(p.name for p in (out / "augmented").glob("*.wav")) == [f"aug_{i:04d}.wav" for i in range(16)]
+    assert (out / "augmented" / "chain.txt").read_text().strip() == report["augmentation"]
+
+    # The saved clips are what training hears: clip i is the training dataset's wave at (epoch 0, i),
+    # built in this process from the same recipe, clipped and quantised to 16-bit PCM.
+    import csv
+
+    from ftrecipe.plugin import EpochIndex, TaskContext
+    from ftrecipe.registry import get_registry
+    from ftrecipe.validation import validate_file
+    from ftrecipe_whisper.audio import load_audio
+    from ftrecipe_whisper.task import WhisperTask
+
+    validated = validate_file(path)
+    assert validated.ok
+    ctx = TaskContext(recipe=validated.recipe, registry=get_registry(), base_dir=validated.base_dir,
+                      output_dir=tmp_path / "in-process", smoke=False, log=lambda message: None)
+    dataset = WhisperTask(ctx).build_data().train
+    rows = list(csv.DictReader(open(out / "augmented" / "metadata.csv", encoding="utf-8")))
+    names = ["telephone", "noise", "speed", "pitch"]
+    plain, augmented = [], []
+    for i, row in enumerate(rows):
+        saved, sr = sf.read(out / "augmented" / row["file_name"], dtype="float64")
+        assert sr == 16000 and row["text"] == dataset.rows[i]["text"]
+        heard = np.clip(dataset.wave(EpochIndex(i, 0)), -1, 1)
+        assert saved.shape == heard.shape and np.max(np.abs(saved - heard)) <= 1 / 32768 + 1e-7, row["file_name"]
+        # Which steps fired, by the seeding contract: step k draws first from default_rng([seed, 0, i, k]).
+        fired = [n for k, n in enumerate(names) if np.random.default_rng([ctx.seed, 0, i, k]).random() < 0.5]
+        assert row["applied"] == "+".join(fired), row
+        clean = load_audio(dataset.rows[i]["audio"], 16000)
+        same = saved.shape == clean.shape and np.max(np.abs(saved - np.clip(clean, -1, 1))) <= 1 / 32768 + 1e-7
+        (augmented if fired else plain).append(i)
+        assert same == (not fired), (row, "saved clip should differ from the original exactly when a step fired")
+    assert plain and augmented  # both kinds are among the saved clips (seed 42: clip 13 has no step firing)
     samples = [json.loads(x) for x in (out / "eval_after_samples.jsonl").read_text().splitlines()]
     assert samples[0]["wer"] >= samples[-1]["wer"] and samples[0]["audio"].endswith(".wav")
     run = json.loads((out / "run.json").read_text())
