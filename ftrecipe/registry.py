@@ -7,6 +7,7 @@ name are a :class:`PluginConflict` naming both distributions.
 
 from __future__ import annotations
 
+import difflib
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -164,6 +165,14 @@ def _index(
     return index
 
 
+def _registration_error(error: Exception) -> str:
+    if isinstance(error, pluggy.PluginValidationError) and "unknown hook" in str(error):
+        name = str(error).split("unknown hook", 1)[1].split()[0].strip("'")
+        hint = difflib.get_close_matches(name, HOOKS, n=1)
+        return f"unknown hook '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else f"; hooks: {', '.join(HOOKS)}")
+    return f"{type(error).__name__}: {error}"
+
+
 def build_registry() -> Registry:
     """Load every ``ftrecipe`` entry point into a registry."""
     manager = pluggy.PluginManager(hookspec.PROJECT)
@@ -195,8 +204,11 @@ def build_registry() -> Registry:
             continue
         try:
             manager.register(module, name=info.name)
-        except Exception as error:  # e.g. a hookimpl with an unknown hook name
-            info.error = f"registration failed: {type(error).__name__}: {error}"
+            manager.check_pending()  # a hook implementation whose name is no hook (a typo) is an error
+        except Exception as error:
+            info.error = f"registration failed: {_registration_error(error)}"
+            if manager.is_registered(module):
+                manager.unregister(module)
             continue
         _collect(info, manager, results)
 

@@ -42,7 +42,7 @@ def test_example_plugin_implements_every_hook(example_registry):
     assert ("toy-regression", "synthetic") in example_registry.dataset_formats
     assert ("toy-regression", "jitter") in example_registry.augmentations
     assert ("toy-regression", "mse") in example_registry.metrics
-    assert "fault" in example_registry.callbacks
+    assert {"fault", "record"} <= set(example_registry.callbacks)
 
 
 def test_out_of_tree_plugin_is_listed(example_site):
@@ -57,18 +57,29 @@ def test_out_of_tree_plugin_is_listed(example_site):
     assert "ftrecipe-example" in text.stdout and "third-party" in text.stdout
 
 
-def test_broken_plugin_is_reported_not_fatal(tmp_path, example_site):
+def test_broken_plugins_are_reported_and_skipped_never_fatal(tmp_path, example_site):
+    """An import error, a hook that raises, a misspelt hook name and a record that names a key no recipe
+    has: each plugin is listed with what went wrong, and everything else keeps working."""
     site = install_fixture_plugin("broken_plugin", tmp_path / "site")
     env = {"PYTHONPATH": f"{site}:{example_site}"}
     out = run_cli("plugins", "--format", "json", env=env)
-    assert out.returncode == 0
-    broken = next(p for p in json.loads(out.stdout)["plugins"] if p["name"] == "broken")
-    assert "a_module_that_does_not_exist" in broken["error"]
+    assert out.returncode == 0, out.stderr
+    errors = {p["name"]: p["error"] for p in json.loads(out.stdout)["plugins"] if p["error"]}
+    assert set(errors) == {"broken", "raises", "misnamed", "misdeclared"}
+    assert "a_module_that_does_not_exist" in errors["broken"]
+    assert errors["raises"] == "ftrecipe_metrics raised RuntimeError: the metric table is not ready"
+    assert errors["misnamed"] == "registration failed: unknown hook 'ftrecipe_modalites' (did you mean 'ftrecipe_modalities'?)"
+    assert "ignores names 'training.optimiser', which is no key of a recipe's shared sections" in errors["misdeclared"]
+    text = run_cli("plugins", env=env)
+    assert text.returncode == 0 and "unknown hook 'ftrecipe_modalites'" in text.stdout
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model:\n  modality: nothing\n  base: x\ndata:\n  format: synthetic\n")
     out = run_cli("validate", str(recipe), env=env)
     assert out.returncode == 2 and "plugin 'broken' failed to load" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
+    toy = tmp_path / "toy.yaml"
+    toy.write_text("model:\n  modality: toy-regression\n  base: x\ndata:\n  format: synthetic\n")
+    assert run_cli("validate", str(toy), env=env).returncode == 0  # the working plugins still work
 
 
 def test_two_plugins_with_one_name_is_an_error_naming_both(tmp_path, example_site):
