@@ -134,6 +134,7 @@ class CommonLoop:
         accelerator.register_for_checkpointing(self.scheduler)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.state = LoopState(fingerprint=fingerprint(self.recipe))
+        self.saved_step = -1
 
     def resume_state(self) -> None:
         """With --resume: the last complete checkpoint's weights, optimizer, RNGs and loop position."""
@@ -190,6 +191,7 @@ class CommonLoop:
     def checkpoint(self) -> Path:
         self.state.train_seconds = time.perf_counter() - self.started
         path = save_checkpoint(self.accelerator, self.checkpoints, self.state, self.training.keep_checkpoints)
+        self.saved_step = self.state.step
         for callback in self.callbacks:
             callback.on_checkpoint(self.state.step, path)
         return path
@@ -303,7 +305,8 @@ class CommonLoop:
     def finish(self) -> FitResult:
         """The final checkpoint and evaluation."""
         state = self.state
-        self.checkpoint()
+        if self.saved_step != state.step:  # unless the last step was just checkpointed
+            self.checkpoint()
         after = self.evaluate()
         if after is not None:
             self.reporter.evaluation("eval after training", after.metrics, state.eval_before)

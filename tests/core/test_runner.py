@@ -54,22 +54,45 @@ def test_outputs_of_a_run(reference_run):
     assert "| mse |" in (reference_run / "model" / "README.md").read_text()
 
 
-@pytest.mark.parametrize("fault", ["kill:6", "int:10"])
-def test_interrupted_and_resumed_run_is_exact(tmp_path, example_site, reference_run, fault):
+LONG = ("--set", "training.max_steps=40")  # two and a half epochs of 16 steps
+
+
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory, example_site) -> Path:
+    out = tmp_path_factory.mktemp("long") / "run"
+    result = run_cli("run", str(TOY), "--output", str(out), *LONG, site=example_site)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "resumes_at"),
+    [
+        ("kill:22", (137, -9), 20),  # killed like `kill -9`: the last periodic checkpoint, mid epoch 2
+        ("int:10", (130,), 10),  # Ctrl-C: a checkpoint at the stop; the resumed part crosses two epoch ends
+        ("term:30", (143,), 30),  # SIGTERM (a scheduler's pre-emption)
+    ],
+)
+def test_interrupted_and_resumed_run_is_exact(tmp_path, example_site, long_reference, fault, code, resumes_at):
     recipe = tmp_path / "toy.yaml"
     recipe.write_text(TOY.read_text() + "callbacks: [fault]\n")
     out = tmp_path / "run"
-    first = run_cli("run", str(recipe), "--output", str(out), site=example_site, env={"FTRECIPE_EXAMPLE_FAULT": fault})
-    assert first.returncode in (137, -9, 130), first.stderr
-    if fault.startswith("int"):
-        assert "resume with: ftrecipe run" in first.stderr and "--resume" in first.stderr
-    refused = run_cli("run", str(recipe), "--output", str(out), site=example_site)
+    first = run_cli("run", str(recipe), "--output", str(out), *LONG, site=example_site, env={"FTRECIPE_EXAMPLE_FAULT": fault})
+    assert first.returncode in code, first.stderr
+    if not fault.startswith("kill"):
+        assert f"checkpoint saved at {out / 'checkpoints' / f'step-{resumes_at:07d}'}" in first.stderr
+        assert "resume with: ftrecipe run" in first.stderr and "--resume" in first.stderr and "Traceback" not in first.stderr
+    refused = run_cli("run", str(recipe), "--output", str(out), *LONG, site=example_site)
     assert refused.returncode == 1 and "pass --resume" in refused.stderr
-    resumed = run_cli("run", str(recipe), "--output", str(out), "--resume", site=example_site)
+    resumed = run_cli("run", str(recipe), "--output", str(out), *LONG, "--resume", site=example_site)
     assert resumed.returncode == 0, resumed.stderr
-    expected, got = weights(reference_run), weights(out)
+    epoch = resumes_at // 16 + 1
+    assert f"resuming from step-{resumes_at:07d}: step {resumes_at}, epoch {epoch}" in resumed.stdout  # not from 0
+    expected, got = weights(long_reference), weights(out)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
-    assert train_records(out) == train_records(reference_run)
+    assert train_records(out) == train_records(long_reference)  # the resumed part logged what it would have
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 40 and summary["epochs_completed"] == 2 and summary["samples"] == 40 * 8
 
 
 def test_resume_is_exact_across_a_change_of_loader_workers(tmp_path, example_site, reference_run):
@@ -82,8 +105,26 @@ def test_resume_is_exact_across_a_change_of_loader_workers(tmp_path, example_sit
     assert first.returncode in (137, -9), first.stderr
     resumed = run_cli("run", str(recipe), "--output", str(out), "--resume", site=example_site)
     assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from step-0000004: step 4" in resumed.stdout
     expected, got = weights(reference_run), weights(out)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert train_records(out) == train_records(reference_run)
+
+
+def test_resume_with_more_epochs_continues_where_it_stopped(tmp_path, example_site):
+    text = TOY.read_text().replace("  max_steps: 16\n", "  epochs: 1\n")
+    recipe = tmp_path / "epochs.yaml"
+    recipe.write_text(text)
+    out = tmp_path / "run"
+    assert run_cli("run", str(recipe), "--output", str(out), "--quiet", site=example_site).returncode == 0
+    first = [r for r in train_records(out) if r[1] == "train"]
+    more = run_cli("run", str(recipe), "--output", str(out), "--resume", "--set", "training.epochs=2", site=example_site)
+    assert more.returncode == 0, more.stderr
+    assert "resuming from step-0000016: step 16, epoch 2" in more.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 32 and summary["epochs_completed"] == 2
+    records = [r for r in train_records(out) if r[1] == "train"]
+    assert records[: len(first)] == first and [r[0] for r in records] == list(range(2, 33, 2))
 
 
 @pytest.mark.parametrize(
@@ -220,3 +261,55 @@ def test_gradient_accumulation_matches_the_larger_batch(tmp_path, example_site):
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def events(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "callback-events.jsonl").read_text().splitlines()]
+
+
+def test_periodic_evaluation_and_every_callback_event(tmp_path, example_site):
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(TOY.read_text() + "callbacks: [record]\n")
+    out = tmp_path / "run"
+    result = run_cli("run", str(recipe), "--output", str(out), "--quiet", "--set", "training.eval_every=5", site=example_site)
+    assert result.returncode == 0, result.stderr
+    seen = events(out)
+    assert [e["step"] for e in seen if e["event"] == "log"] == list(range(2, 17, 2))
+    evaluations = [e for e in seen if e["event"] == "evaluate"]
+    assert [e["step"] for e in evaluations] == [5, 10, 15] and all("mse" in e["metrics"] for e in evaluations)
+    periodic = [r for r in (json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "eval"]
+    assert [r["step"] for r in periodic] == [5, 10, 15] and [r["mse"] for r in periodic] == [e["metrics"]["mse"] for e in evaluations]
+    checkpoints = [e for e in seen if e["event"] == "checkpoint"]
+    assert [e["step"] for e in checkpoints] == [4, 8, 12, 16] and all(e["complete"] for e in checkpoints)
+    end = seen[-1]
+    assert end == {"event": "end", "steps": 16, "eval_after": json.loads((out / "summary.json").read_text())["eval_after"]}
+
+
+def test_max_steps_on_the_command_line_wins(tmp_path, example_site):
+    out = tmp_path / "run"
+    result = run_cli("run", str(TOY), "--output", str(out), "--quiet", "--max-steps", "6", site=example_site)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6
+    assert [r[0] for r in train_records(out) if r[1] == "train"] == [2, 4, 6]
+    bad = run_cli("run", str(TOY), "--output", str(tmp_path / "bad"), "--max-steps", "0", site=example_site)
+    assert bad.returncode == 1 and "--max-steps must be at least 1" in bad.stderr
+
+
+def test_a_callback_that_raises_stops_the_run_with_its_message_and_debug_shows_where(tmp_path, example_site):
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(TOY.read_text() + "callbacks: [fault]\n")
+    env = {"FTRECIPE_EXAMPLE_FAULT": "raise:4"}
+    plain = run_cli("run", str(recipe), "--output", str(tmp_path / "a"), site=example_site, env=env)
+    assert plain.returncode == 1
+    assert "ftrecipe run: ValueError: the tracker lost its connection" in plain.stderr
+    assert "--debug" in plain.stderr and "Traceback" not in plain.stderr
+    debug = run_cli("run", str(recipe), "--output", str(tmp_path / "b"), "--debug", site=example_site, env=env)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "in on_log" in debug.stderr
+
+
+def test_several_nodes_are_started_by_the_user_with_torchrun(tmp_path, example_site):
+    result = run_cli("run", str(TOY), "--output", str(tmp_path / "run"), "--set", "hardware.nodes=2",
+                     "--set", "hardware.devices=4", site=example_site)
+    assert result.returncode == 2 and not (tmp_path / "run").exists()
+    assert "torchrun --nnodes 2 --nproc_per_node 4 --node_rank <0..1>" in result.stderr
+    assert f"-m ftrecipe run {TOY}" in result.stderr
