@@ -265,16 +265,35 @@ def _parquet_rows(path: Path) -> list[dict[str, Any]]:
         raise RowFileError(path, None, f"not a readable Parquet file: {error}") from error
 
 
-def read_rows(path: Path, key: tuple[str | int, ...], on_error: str, report: DataReport) -> list[dict[str, Any]]:
-    """Every row of one row file. A bad line is skipped into ``report`` (``data.on_error: skip``) or,
-    like a file that cannot be read at all, is a :class:`RecipeRuntimeError` at ``key`` that names the
-    file and line."""
+class Row(dict):
+    """A row read from a file, which remembers where it came from (``row.where``: ``path:line``), so a
+    problem found later (a missing column, an unknown label) can name the file and line."""
+
+    where: str = ""
+
+    def __init__(self, values: dict[str, Any], where: str) -> None:
+        super().__init__(values)
+        self.where = where
+
+    def __reduce__(self) -> tuple:  # survive pickling into loader workers, with ``where``
+        return (Row, (dict(self), self.where))
+
+
+def where_of(row: Any, fallback: str) -> str:
+    """``row.where`` for a :class:`Row`, else ``fallback`` (``train example 3``)."""
+    return getattr(row, "where", "") or fallback
+
+
+def read_rows(path: Path, key: tuple[str | int, ...], on_error: str, report: DataReport) -> list[Row]:
+    """Every row of one row file, as :class:`Row` s. A bad line is skipped into ``report``
+    (``data.on_error: skip``) or, like a file that cannot be read at all, is a
+    :class:`RecipeRuntimeError` at ``key`` that names the file and line."""
 
     def skip(error: RowFileError) -> None:
-        report.skip(f"{path.name}:{error.line}", error.message)
+        report.skip(f"{path}:{error.line}", error.message)
 
     try:
-        return [row for _, row in iter_rows(path, None if on_error == "fail" else skip)]
+        return [Row(row, f"{path}:{line}") for line, row in iter_rows(path, None if on_error == "fail" else skip)]
     except RowFileError as error:
         message = f"{error.path}:{error.line}: corrupt record: {error.message}" if error.line else str(error)
         raise RecipeRuntimeError(key, message) from error

@@ -20,6 +20,7 @@ from ftrecipe.data import (
     DataReport,
     DatasetSplits,
     EpochIndex,
+    Row,
     RowFileError,
     example_rng,
     example_seed,
@@ -31,6 +32,7 @@ from ftrecipe.data import (
     select_examples,
     source_paths,
     split_holdout,
+    where_of,
 )
 from ftrecipe.errors import RecipeRuntimeError, RunFailure
 from ftrecipe.freeze import FreezeReport, ModelAnatomy
@@ -105,6 +107,8 @@ __all__ = [
     "example_seed",
     "iter_rows",
     "read_rows",
+    "Row",
+    "where_of",
     "RowFileError",
     "require_source",
     "source_paths",

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError
+from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError, where_of
 from ftrecipe_text.formatting import render_example
 from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
 from ftrecipe_text.packing import compare_padding, pack_examples, packed_collate
@@ -69,9 +69,10 @@ class CausalLMTask(ModalityTask):
                     tokenizer=self.tokenizer if data.form == "chat" else None, row_index=index,
                 )
             except FormatError as error:
+                where = where_of(row, f"{split} example {index}")  # the file and line it came from
                 if data.on_error == "fail":
-                    raise RecipeRuntimeError(("data", "columns"), f"{split} example {index}: {error}") from error
-                report.skip(f"{split}:{index}", str(error))
+                    raise RecipeRuntimeError(("data", "columns"), f"{where}: {error.message}") from error
+                report.skip(where, error.message)
                 continue
             except ValueError as error:
                 raise RecipeRuntimeError(("data", "form"), str(error)) from error
@@ -87,7 +88,7 @@ class CausalLMTask(ModalityTask):
         train = self._render(list(splits.train), report, "train")
         evaluation = self._render(list(splits.eval or []), report, "eval")
         if splits.train and not train:
-            first = next(iter(report.skipped.values()), "")
+            first = next((f"{where}: {why}" for where, why in report.skipped.items()), "")
             raise RecipeRuntimeError(("data", "columns"), f"no training example could be read: {first}")
         if self.tokenizer is None:  # from scratch: a tokenizer trained on the training texts
             self.tokenizer = load_tokenizer(self.recipe, [p + c for p, c, _ in train], ctx.smoke)

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError
+from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError, where_of
 from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
 
 class EncodedCollator:
@@ -47,11 +47,15 @@ class ClassificationTask(ModalityTask):
         for i, row in enumerate(rows):
             text, label = row.get(text_column), row.get(label_column)
             label = str(label) if label is not None else None
-            if not isinstance(text, str) or label not in index_of:
-                problem = f"missing column '{text_column}'" if not isinstance(text, str) else f"unknown label {label!r}"
+            if not isinstance(text, str) or not text.strip() or label not in index_of:
+                if not isinstance(text, str) or not text.strip():
+                    problem, key = f"no text in column '{text_column}'", ("data", "columns")
+                else:
+                    problem, key = f"unknown label {label!r} (labels: {', '.join(self.labels)})", ("head", "labels")
+                where = where_of(row, f"{split} example {i}")
                 if data.on_error == "fail":
-                    raise RecipeRuntimeError(("data", "columns"), f"{split} example {i}: {problem}")
-                report.skip(f"{split}:{i}", problem)
+                    raise RecipeRuntimeError(key if self.recipe.head.labels else ("data", "columns"), f"{where}: {problem}")
+                report.skip(where, problem)
                 continue
             ids = self.tokenizer(text, truncation=True, max_length=data.max_length)["input_ids"]
             encoded.append((ids, index_of[label]))
@@ -68,7 +72,8 @@ class ClassificationTask(ModalityTask):
         train = self._encode(train_rows, report, "train")
         evaluation = self._encode(eval_rows, report, "eval")
         if train_rows and not train:
-            raise RecipeRuntimeError(("data", "columns"), f"no training example could be read: {next(iter(report.skipped.values()))}")
+            first = next(f"{where}: {why}" for where, why in report.skipped.items())
+            raise RecipeRuntimeError(("data", "columns"), f"no training example could be read: {first}")
         report.train_examples, report.eval_examples = len(train), len(evaluation)
         report.details["labels"] = self.labels
         collate = EncodedCollator(self.tokenizer.pad_token_id)

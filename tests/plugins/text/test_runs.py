@@ -177,7 +177,8 @@ def test_corrupt_records_are_skipped_and_counted_or_fatal(tmp_path, llama_dir):
     with open(tmp_path / "train.jsonl", "a") as handle:
         handle.write("{not json\n[1, 2]\n")
     summary = run_ok(recipe, tmp_path / "run")
-    assert summary["data"]["skipped"] == 2 and "train.jsonl:25" in summary["data"]["skipped_examples"]
+    assert summary["data"]["skipped"] == 2
+    assert summary["data"]["skipped_examples"][f"{tmp_path / 'train.jsonl'}:25"] == "invalid JSON: Expecting property name enclosed in double quotes"
     strict = recipe.read_text().replace("  max_length: 64\n", "  max_length: 64\n  on_error: fail\n")
     recipe.write_text(strict)
     result = run_cli("run", str(recipe), "--output", str(tmp_path / "strict"))
