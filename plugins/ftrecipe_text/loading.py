@@ -6,7 +6,9 @@ config, with a byte-level BPE tokenizer trained on the recipe's own texts: nothi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import importlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -84,6 +86,53 @@ def special_ids(tokenizer: Any) -> dict[str, int | None]:
     }
 
 
+# transformers' bitsandbytes integration quantises only layers whose type is exactly torch.nn.Linear
+# (``type(module) is nn.Linear`` in integrations/bitsandbytes.py, checked on 5.24). Falcon builds its
+# projections from ``FalconLinear``, an nn.Linear subclass whose forward is the same affine map
+# (``input @ weight.T + bias``), so a Falcon QLoRA run would silently train an unquantised base. While
+# such a model is built for quantisation, its subclass is replaced by nn.Linear itself (same
+# parameters, same maths: tested), so the quantiser sees and converts those layers.
+AFFINE_LINEAR_SUBCLASSES = {"falcon": ("transformers.models.falcon.modeling_falcon", "FalconLinear")}
+
+
+@contextlib.contextmanager
+def quantisable_linear_layers(model_type: str | None) -> Iterator[None]:
+    """Build ``model_type``'s plain-affine nn.Linear subclasses as nn.Linear (for the quantiser)."""
+    if model_type not in AFFINE_LINEAR_SUBCLASSES:
+        yield
+        return
+    module_name, attribute = AFFINE_LINEAR_SUBCLASSES[model_type]
+    module = importlib.import_module(module_name)
+    original = getattr(module, attribute)
+    setattr(module, attribute, torch.nn.Linear)
+    try:
+        yield
+    finally:
+        setattr(module, attribute, original)
+
+
+def check_quantised(model: torch.nn.Module, recipe: Any) -> None:
+    """A recipe that asks for a 4/8-bit base must get one: never train an unquantised base silently."""
+    import bitsandbytes as bnb
+
+    if recipe.model.quantization is None:
+        return
+    if not any(isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for module in model.modules()):
+        raise RecipeRuntimeError(
+            ("model", "quantization"),
+            f"transformers quantised no layer of {type(model).__name__} (its bitsandbytes integration converts only "
+            "plain torch.nn.Linear layers): training would use an unquantised base; use freeze.strategy lora "
+            "without quantization",
+        )
+
+
+def _quantised_load(auto_class: Any, source: Any, model_type: str | None, recipe: Any, **kwargs: Any) -> torch.nn.Module:
+    with quantisable_linear_layers(model_type):
+        model = load_pretrained(auto_class.from_pretrained, source, **kwargs)
+    check_quantised(model, recipe)
+    return model
+
+
 def from_config(recipe: Any, tokenizer: Any, auto_class: Any, **extra: Any) -> torch.nn.Module:
     """A randomly initialised tiny model of the base's family (seeded by the runner)."""
     overrides = {k: v for k, v in recipe.model.config.items() if k != "vocab_size"}
@@ -97,7 +146,8 @@ def from_config(recipe: Any, tokenizer: Any, auto_class: Any, **extra: Any) -> t
 
     with tempfile.TemporaryDirectory() as directory:
         model.save_pretrained(directory)
-        return auto_class.from_pretrained(directory, quantization_config=quantization, dtype=weight_dtype(recipe))
+        return _quantised_load(auto_class, directory, config.model_type, recipe,
+                               quantization_config=quantization, dtype=weight_dtype(recipe))
 
 
 def from_pretrained(recipe: Any, auto_class: Any, **extra: Any) -> torch.nn.Module:
@@ -108,9 +158,14 @@ def from_pretrained(recipe: Any, auto_class: Any, **extra: Any) -> torch.nn.Modu
         "dtype": weight_dtype(recipe),
         **extra,
     }
-    if quantization_config(recipe) is not None:
-        kwargs["quantization_config"] = quantization_config(recipe)
     attn = getattr(model, "attn_implementation", "auto")
     if attn != "auto":
         kwargs["attn_implementation"] = attn
-    return load_pretrained(auto_class.from_pretrained, model.base, **kwargs)
+    quantization = quantization_config(recipe)
+    if quantization is None:
+        return load_pretrained(auto_class.from_pretrained, model.base, **kwargs)
+    from transformers import AutoConfig
+
+    config = load_pretrained(AutoConfig.from_pretrained, model.base, revision=model.revision,
+                             trust_remote_code=model.trust_remote_code)
+    return _quantised_load(auto_class, model.base, config.model_type, recipe, quantization_config=quantization, **kwargs)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SHARED, run_cli, run_ok
+from tests.conftest import ROOT, run_cli, run_ok
 
 WORDS = [f"select name from employees where dept = '{d}' and salary > {n};" for d in ("sales", "hr", "it") for n in range(5)]
 
@@ -74,17 +74,41 @@ def test_lora_adapter_loads_back_with_peft(tmp_path, llama_dir):
     assert (model_dir / "adapter_config.json").is_file() and (model_dir / "tokenizer.json").is_file()
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(llama_dir), model_dir)
     assert any("lora_A" in name for name, _ in model.named_parameters())
+    import hashlib
+
+    files = json.loads((tmp_path / "run" / "run.json").read_text())["data_files"]
+    train = tmp_path / "train.jsonl"
+    assert files == {str(train.resolve()): "sha256:" + hashlib.sha256(train.read_bytes()).hexdigest()}
 
 
-def test_merged_save_is_a_plain_model(tmp_path, falcon_dir):
+def _logits(model, tokenizer_dir: Path):
+    import torch
+    from transformers import AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(tokenizer_dir)(["who earns over 3 in hr?"], return_tensors="pt")
+    with torch.no_grad():
+        return model(**ids).logits
+
+
+def test_merged_save_carries_the_training(tmp_path, falcon_dir):
+    """The merged model is the adapter folded in: the same outputs as base + adapter, weights changed
+    where the adapters were and nowhere else (`unload()` instead of `merge_and_unload()` fails this)."""
+    import torch
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    recipe = sft_recipe(tmp_path, falcon_dir, "  strategy: lora\n", save="merged")
-    run_ok(recipe, tmp_path / "run")
-    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
-    base = AutoModelForCausalLM.from_pretrained(falcon_dir)
-    assert sum(p.numel() for p in merged.parameters()) == sum(p.numel() for p in base.parameters())
+    lora = "  strategy: lora\n  lora: {r: 4, alpha: 8, target_modules: [query_key_value]}\n"
+    run_ok(sft_recipe(tmp_path, falcon_dir, lora, save="adapter"), tmp_path / "adapter")
+    run_ok(sft_recipe(tmp_path, falcon_dir, lora, save="merged"), tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged" / "model").eval()
+    base = AutoModelForCausalLM.from_pretrained(falcon_dir).eval()
     assert not any("lora" in name for name, _ in merged.named_parameters())
+    before, after = base.state_dict(), merged.state_dict()
+    assert before.keys() == after.keys()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all("query_key_value" in name for name in changed)
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(falcon_dir), tmp_path / "adapter" / "model").eval()
+    torch.testing.assert_close(_logits(merged, falcon_dir), _logits(adapted, falcon_dir), atol=1e-4, rtol=1e-4)
 
 
 def test_partial_freeze_of_first_layers_and_embeddings(tmp_path, llama_dir):
@@ -100,14 +124,52 @@ def test_partial_freeze_of_first_layers_and_embeddings(tmp_path, llama_dir):
     assert not torch.equal(before["model.layers.1.mlp.up_proj.weight"], after["model.layers.1.mlp.up_proj.weight"])
 
 
-def test_qlora_4bit_on_cpu(tmp_path, falcon_dir):
-    recipe = sft_recipe(tmp_path, falcon_dir, "  strategy: qlora\n").read_text().replace("precision: fp32", "precision: bf16-mixed")
-    (tmp_path / "q.yaml").write_text(recipe)
-    summary = run_ok(tmp_path / "q.yaml", tmp_path / "run")
+def qlora_recipe(tmp_path: Path, base: Path, save: str) -> Path:
+    text = sft_recipe(tmp_path, base, "  strategy: qlora\n", save=save).read_text().replace("precision: fp32", "precision: bf16-mixed")
+    (tmp_path / f"q-{save}.yaml").write_text(text)
+    return tmp_path / f"q-{save}.yaml"
+
+
+def test_qlora_trains_adapters_on_a_4bit_base(tmp_path, falcon_dir):
+    """The base the run trains is NF4 (bitsandbytes 4-bit layers), and only the adapters train."""
+    import bitsandbytes as bnb
+
+    from ftrecipe.plugin import TaskContext
+    from ftrecipe.registry import get_registry
+    from ftrecipe.validation import validate_file
+    from ftrecipe_text.causal_lm import CausalLMTask
+
+    recipe = qlora_recipe(tmp_path, falcon_dir, "adapter")
+    summary = run_ok(recipe, tmp_path / "run")
+    from safetensors.torch import load_file
+
+    adapter = load_file(tmp_path / "run" / "model" / "adapter_model.safetensors")
+    assert adapter and all("lora_" in name for name in adapter)
     assert summary["freeze"]["strategy"] == "qlora"
-    resolved = (tmp_path / "run" / "recipe.resolved.yaml").read_text()
-    assert "bits: 4" in resolved and "type: nf4" in resolved
-    assert (tmp_path / "run" / "model" / "adapter_model.safetensors").is_file()
+    assert summary["freeze"]["trainable_parameters"] == sum(t.numel() for t in adapter.values())  # the adapters, only
+    result = validate_file(recipe)
+    task = CausalLMTask(TaskContext(recipe=result.recipe, registry=get_registry(), base_dir=tmp_path, output_dir=tmp_path / "x"))
+    task.build_data()
+    model = task.build_model()
+    four_bit = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(four_bit) == 4 * model.config.num_hidden_layers  # every linear layer of every block
+    assert all(m.weight.quant_type == "nf4" for m in four_bit)
+
+
+def test_qlora_with_a_merged_save_is_a_plain_full_precision_model(tmp_path, falcon_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    run_ok(qlora_recipe(tmp_path, falcon_dir, "merged"), tmp_path / "run")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
+    base = AutoModelForCausalLM.from_pretrained(falcon_dir)
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert getattr(merged.config, "quantization_config", None) is None
+    assert all(p.dtype in (torch.bfloat16, torch.float32) for p in merged.parameters())
+    before, after = base.state_dict(), merged.state_dict()
+    # merged into the base in its compute dtype: untouched layers are the base's, rounded alike
+    changed = [name for name in before if not torch.equal(before[name].to(after[name].dtype), after[name])]
+    assert changed and all(name.endswith(".weight") and ".h." in name for name in changed)
 
 
 def test_transfer_learning_trains_only_the_new_head(tmp_path):
@@ -124,14 +186,24 @@ def test_transfer_learning_trains_only_the_new_head(tmp_path):
     )
     (tmp_path / "t.yaml").write_text(text)
     head_only = run_ok(tmp_path / "t.yaml", tmp_path / "a")
-    assert head_only["freeze"]["trainable_parameters"] == 64 * 2 + 2  # the classifier: weight and bias
     assert {"accuracy", "f1"} <= set(head_only["eval_after"])
     top = run_ok(tmp_path / "t.yaml", tmp_path / "b", "--set", "freeze.unfreeze_top=1")
-    assert top["freeze"]["trainable_parameters"] > head_only["freeze"]["trainable_parameters"]
+    import torch
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "a" / "model")
-    assert model.config.id2label == {0: "neg", 1: "pos"}
+    original = AutoModelForSequenceClassification.from_pretrained(base).state_dict()
+
+    def changed(run: str) -> set[str]:
+        saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / run / "model")
+        assert saved.config.id2label == {0: "neg", 1: "pos"}
+        weights = saved.state_dict()
+        return {name for name in weights if name not in original or not torch.equal(weights[name], original[name])}
+
+    # which saved weights moved, not what the freeze report says: the new head only, then the top layer too
+    assert {name.split(".")[0] for name in changed("a")} == {"classifier"}
+    top_changed = changed("b")
+    assert any(".layer.1." in name for name in top_changed) and not any(".layer.0." in name for name in top_changed)
+    assert not any("embeddings" in name for name in top_changed)
 
 
 def test_missing_column_points_at_columns(tmp_path, llama_dir):
@@ -143,12 +215,11 @@ def test_missing_column_points_at_columns(tmp_path, llama_dir):
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(not (SHARED / "sql-eval").is_dir(), reason="../shared/datasets/sql-eval is absent")
 def test_sql_eval_end_to_end(tmp_path):
     recipe = tmp_path / "sql.yaml"
     recipe.write_text(
         "model:\n  modality: causal-lm\n  base: llama\n  init: scratch\n"
-        f"data:\n  format: sql-eval\n  root: {SHARED / 'sql-eval'}\n  max_length: 384\n  eval_fraction: 0.05\n"
+        f"data:\n  format: sql-eval\n  root: {ROOT / 'recipes' / 'data' / 'sql-eval'}\n  max_length: 384\n  eval_fraction: 0.05\n"
         "training:\n  epochs: 3\n  batch_size: 4\n  learning_rate: 3.0e-3\n  log_every: 5\n"
         "hardware:\n  accelerator: cpu\n"
         "evaluation:\n  metrics: [exact_match_sql]\n  max_examples: 4\n  generation: {max_new_tokens: 24}\n"
@@ -156,8 +227,10 @@ def test_sql_eval_end_to_end(tmp_path):
     summary = run_ok(recipe, tmp_path / "run")
     assert summary["eval_after"]["eval_loss"] < summary["eval_before"]["eval_loss"] * 0.8
     assert summary["data"]["train_examples"] + summary["data"]["eval_examples"] == 210
+    assert 0.0 <= summary["eval_after"]["exact_match_sql"] <= 1.0 and "exact_match_sql" in summary["eval_before"]
     samples = [json.loads(x) for x in (tmp_path / "run" / "eval_after_samples.jsonl").read_text().splitlines()]
-    assert samples and "-- schema:" in samples[0]["prompt"] and samples[0]["reference"].upper().startswith("SELECT")
+    assert samples and "-- schema: CREATE TABLE" in samples[0]["prompt"] and samples[0]["reference"].upper().startswith("SELECT")
+    assert any(kind in samples[0]["prompt"] for kind in (" bigint", " text", " integer"))  # typed, from metadata/
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert losses[-1] < losses[0] * 0.7
@@ -169,7 +242,8 @@ def test_demo_learns_sql(tmp_path, demo):
     """The README's main command (and its Falcon twin): exact match clearly better after training."""
     summary = run_ok(ROOT / "recipes" / "demo" / f"{demo}.yaml", tmp_path / "demo")
     assert summary["eval_before"]["exact_match_sql"] <= 0.05
-    assert summary["eval_after"]["exact_match_sql"] >= 0.5
+    # what the README promises (about 0.9 and 0.7; measured 0.90 and 0.71), with a margin for noise
+    assert summary["eval_after"]["exact_match_sql"] >= {"llama": 0.8, "falcon": 0.6}[demo]
 
 
 def test_corrupt_records_are_skipped_and_counted_or_fatal(tmp_path, llama_dir):
@@ -202,3 +276,40 @@ def test_hugging_face_dataset_folder_and_chat_form(tmp_path, llama_dir):
     assert summary["data"]["train_examples"] == 18 and summary["data"]["eval_examples"] == 2
     sample = json.loads((tmp_path / "run" / "eval_after_samples.jsonl").read_text().splitlines()[0])
     assert "<|user|>" in sample["prompt"] and sample["prompt"].rstrip().endswith("<|assistant|>")
+
+
+def _train_records(run: Path) -> list[dict]:
+    keep = ("step", "kind", "loss", "lr", "epoch", "exact_match", "eval_loss")
+    return [{k: r.get(k) for k in keep} for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+
+@pytest.mark.e2e
+def test_an_interrupted_packed_run_resumes_exactly(tmp_path, example_site):
+    """A causal LM with packed sequences, stopped by Ctrl-C in its first epoch and resumed: the weights
+    and every metric record of an uninterrupted run, across the epoch boundary."""
+    import torch
+    from safetensors.torch import load_file
+
+    recipe = tmp_path / "lm.yaml"
+    recipe.write_text(
+        "model:\n  modality: causal-lm\n  base: llama\n  init: scratch\n"
+        "  config: {hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 2}\n"
+        "data:\n  format: synthetic\n  train_size: 48\n  eval_size: 4\n  max_length: 256\n  packing: true\n"
+        "training:\n  max_steps: 12\n  batch_size: 4\n  learning_rate: 3.0e-3\n  log_every: 1\n"
+        "hardware:\n  accelerator: cpu\n"
+        "evaluation:\n  metrics: [exact_match]\n  generation: {max_new_tokens: 4}\n"
+        "callbacks: [fault]\n"
+    )
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli("run", str(recipe), "--output", str(whole), "--quiet", site=example_site).returncode == 0
+    summary = json.loads((whole / "summary.json").read_text())
+    assert summary["data"]["packing"] and summary["data"]["sequences"] < summary["data"]["train_examples"]
+    assert summary["epochs_completed"] >= 1  # the 12 steps cross an epoch boundary
+    first = run_cli("run", str(recipe), "--output", str(cut), site=example_site, env={"FTRECIPE_EXAMPLE_FAULT": "int:3"})
+    assert first.returncode == 130, first.stderr
+    resumed = run_cli("run", str(recipe), "--output", str(cut), "--resume", site=example_site)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from step-0000003: step 3" in resumed.stdout
+    a, b = load_file(whole / "model" / "model.safetensors"), load_file(cut / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _train_records(cut) == _train_records(whole)
