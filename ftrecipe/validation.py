@@ -228,6 +228,21 @@ def unread_keys(registry: Registry, modality: str, data_format: Any) -> dict[str
     return unread
 
 
+def resolved_data(recipe: RecipeBase, registry: Registry | None = None) -> dict[str, Any]:
+    """The recipe as data with every default filled in, less the keys its modality does not read: what
+    recipe.resolved.yaml holds, and a recipe that validates again to the very same recipe."""
+    registry = registry or get_registry()
+    data = recipe.model_dump(mode="json")
+    for key in unread_keys(registry, recipe.model.modality, recipe.data.format):
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return data
+
+
 def _written(data: Any, dotted_key: str) -> bool:
     node = data
     for part in dotted_key.split("."):

@@ -39,7 +39,7 @@ from ftrecipe.runner.outputs import (
 )
 from ftrecipe.sections import RecipeBase
 from ftrecipe.task import FitResult, ModalityTask, TaskContext
-from ftrecipe.validation import ValidationResult
+from ftrecipe.validation import ValidationResult, resolved_data
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -245,7 +245,7 @@ class Run:
                                f"({accelerator.distributed_type}); running plain data parallel")
         if self.main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.output_dir / RESOLVED_FILE, resolved_yaml(recipe))
+            write_atomic(self.output_dir / RESOLVED_FILE, resolved_yaml(resolved_data(recipe, self.registry)))
         set_seed(recipe.training.seed)
 
     def build_data(self) -> None:

@@ -37,14 +37,15 @@ def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
-def resolved_yaml(recipe: RecipeBase) -> str:
+def resolved_yaml(data: Mapping[str, Any]) -> str:
+    """recipe.resolved.yaml from :func:`ftrecipe.validation.resolved_data`: runnable as it is."""
     from ruamel.yaml import YAML
 
     yaml = YAML()
     yaml.default_flow_style = False
     buffer = io.StringIO()
     buffer.write("# The recipe as this run used it, every default filled in.\n")
-    yaml.dump(recipe.model_dump(mode="json"), buffer)
+    yaml.dump(dict(data), buffer)
     return buffer.getvalue()
 
 

@@ -34,7 +34,7 @@ def reference_run(tmp_path_factory, example_site) -> Path:
     return out
 
 
-def test_outputs_of_a_run(reference_run):
+def test_outputs_of_a_run(reference_run, example_site):
     for name in ("recipe.resolved.yaml", "run.json", "metrics.jsonl", "summary.json", "loss_curve.png", "model/README.md"):
         assert (reference_run / name).is_file(), name
     summary = json.loads((reference_run / "summary.json").read_text())
@@ -49,6 +49,8 @@ def test_outputs_of_a_run(reference_run):
     assert all({"epoch", "loss", "lr", "samples_per_second"} <= set(r) for r in train)
     resolved = (reference_run / "recipe.resolved.yaml").read_text()
     assert "trust_remote_code: false" in resolved and "keep_checkpoints: 2" in resolved
+    assert "\nhead:" not in resolved and "quantization" not in resolved  # what the toy does not read is left out
+    assert run_cli("validate", str(reference_run / "recipe.resolved.yaml"), site=example_site).returncode == 0
     checkpoints = sorted(p.name for p in (reference_run / "checkpoints").iterdir())
     assert checkpoints == ["step-0000012", "step-0000016"]  # keep the last 2, no temporaries
     assert "| mse |" in (reference_run / "model" / "README.md").read_text()
