@@ -55,6 +55,34 @@ def run_ok(recipe: Path, out: Path, *args: str, site: Path | None = None) -> dic
     return json.loads((out / "summary.json").read_text())
 
 
+def run_whole_and_resumed(recipe: Path, tmp: Path, site: Path, stop_at: int) -> tuple[Path, Path]:
+    """Run ``recipe`` uninterrupted, and again stopped by Ctrl-C after step ``stop_at`` (the example
+    plugin's ``fault`` callback, which the recipe must list) then continued with --resume; checks the
+    stop and that the resumed process started at that step. Returns both output folders."""
+    whole, cut = tmp / "whole", tmp / "cut"
+    assert run_cli("run", str(recipe), "--output", str(whole), "--quiet", site=site).returncode == 0
+    first = run_cli("run", str(recipe), "--output", str(cut), site=site, env={"FTRECIPE_EXAMPLE_FAULT": f"int:{stop_at}"})
+    assert first.returncode == 130, first.stderr
+    resumed = run_cli("run", str(recipe), "--output", str(cut), "--resume", site=site)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from step-{stop_at:07d}: step {stop_at}" in resumed.stdout
+    return whole, cut
+
+
+def same_safetensors(a: Path, b: Path) -> bool:
+    """Bit-for-bit the same weights in two saved models."""
+    import torch
+    from safetensors.torch import load_file
+
+    x, y = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def metric_records(run: Path, keys: tuple[str, ...]) -> list[dict]:
+    """metrics.jsonl reduced to ``keys`` (throughput, which varies between runs, left out)."""
+    return [{k: r.get(k) for k in keys} for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+
 @pytest.fixture(scope="session")
 def example_registry(example_site: Path):
     """An in-process registry with the built-ins plus the example plugin, found through its entry point."""

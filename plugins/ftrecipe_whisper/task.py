@@ -256,3 +256,11 @@ class WhisperTask(ModalityTask):
             "```",
             f"Augmentation during training: {self.chain.describe()}",
         ]
+
+    def model_card_metadata(self) -> dict[str, Any]:
+        adapter = self.recipe.output.save == "adapter" and self.recipe.freeze.strategy == "lora"
+        metadata: dict[str, Any] = {"library_name": "peft" if adapter else "transformers",
+                                    "pipeline_tag": "automatic-speech-recognition"}
+        if self.recipe.model.language:
+            metadata["language"] = [self.recipe.model.language]
+        return metadata

@@ -54,3 +54,13 @@ def test_a_base_model_that_is_not_here_says_how_to_get_it(name: str, tmp_path: P
     (message,) = [text for text in result.stderr.splitlines() if text.strip()]
     assert message.startswith(f"{path}:{line}:{column}: model.base: '{base.split()[1]}' is not a local directory and not in the Hugging Face cache")
     assert "hf download" in message and "--smoke" in message and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("modality", ["causal-lm", "text-classification", "whisper"])
+def test_every_built_in_starter_recipe_is_valid(tmp_path: Path, modality: str):
+    """`ftrecipe init` writes what `ftrecipe validate` accepts, for every modality that ships."""
+    target = tmp_path / f"{modality}.yaml"
+    assert run_cli("init", modality, "--output", str(target)).returncode == 0
+    result = validate_file(target)
+    assert result.ok, [d.text() for d in result.diagnostics]
+    assert result.recipe.model.modality == modality

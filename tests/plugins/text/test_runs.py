@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, run_ok
+from tests.conftest import ROOT, metric_records, run_cli, run_ok, run_whole_and_resumed, same_safetensors
 
 WORDS = [f"select name from employees where dept = '{d}' and salary > {n};" for d in ("sales", "hr", "it") for n in range(5)]
 
@@ -278,18 +278,10 @@ def test_hugging_face_dataset_folder_and_chat_form(tmp_path, llama_dir):
     assert "<|user|>" in sample["prompt"] and sample["prompt"].rstrip().endswith("<|assistant|>")
 
 
-def _train_records(run: Path) -> list[dict]:
-    keep = ("step", "kind", "loss", "lr", "epoch", "exact_match", "eval_loss")
-    return [{k: r.get(k) for k in keep} for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
-
-
 @pytest.mark.e2e
 def test_an_interrupted_packed_run_resumes_exactly(tmp_path, example_site):
     """A causal LM with packed sequences, stopped by Ctrl-C in its first epoch and resumed: the weights
     and every metric record of an uninterrupted run, across the epoch boundary."""
-    import torch
-    from safetensors.torch import load_file
-
     recipe = tmp_path / "lm.yaml"
     recipe.write_text(
         "model:\n  modality: causal-lm\n  base: llama\n  init: scratch\n"
@@ -300,16 +292,10 @@ def test_an_interrupted_packed_run_resumes_exactly(tmp_path, example_site):
         "evaluation:\n  metrics: [exact_match]\n  generation: {max_new_tokens: 4}\n"
         "callbacks: [fault]\n"
     )
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    assert run_cli("run", str(recipe), "--output", str(whole), "--quiet", site=example_site).returncode == 0
+    whole, cut = run_whole_and_resumed(recipe, tmp_path, example_site, stop_at=3)
     summary = json.loads((whole / "summary.json").read_text())
     assert summary["data"]["packing"] and summary["data"]["sequences"] < summary["data"]["train_examples"]
     assert summary["epochs_completed"] >= 1  # the 12 steps cross an epoch boundary
-    first = run_cli("run", str(recipe), "--output", str(cut), site=example_site, env={"FTRECIPE_EXAMPLE_FAULT": "int:3"})
-    assert first.returncode == 130, first.stderr
-    resumed = run_cli("run", str(recipe), "--output", str(cut), "--resume", site=example_site)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from step-0000003: step 3" in resumed.stdout
-    a, b = load_file(whole / "model" / "model.safetensors"), load_file(cut / "model" / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert _train_records(cut) == _train_records(whole)
+    assert same_safetensors(whole / "model", cut / "model")
+    keys = ("step", "kind", "loss", "lr", "epoch", "exact_match", "eval_loss")
+    assert metric_records(cut, keys) == metric_records(whole, keys)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import ROOT, SHARED, run_cli, run_ok
+from tests.conftest import ROOT, SHARED, metric_records, run_cli, run_ok, run_whole_and_resumed, same_safetensors
 
 FSDD = SHARED / "fsdd"
 needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/datasets/fsdd is absent")
@@ -169,21 +169,46 @@ def test_encoder_frozen_keeps_encoder_weights(tmp_path, whisper_dir):
     assert not torch.equal(before["model.decoder.layers.0.fc1.weight"], after["model.decoder.layers.0.fc1.weight"])
 
 
-def test_lora_on_attention_merges_for_the_pipeline(tmp_path):
-    freeze = "  strategy: lora\n  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n"
-    summary = run_ok(recipe(tmp_path, synthetic_data(), freeze, extra="output:\n  save: merged\n"), tmp_path / "run")
-    assert summary["freeze"]["trainable_fraction"] < 0.2
-    from transformers import WhisperForConditionalGeneration
+def test_lora_merged_into_the_base_serves_a_pipeline(tmp_path, whisper_dir):
+    """Merged = base + adapter: changed only where the adapters were, the adapter model's outputs, and a
+    transformers ASR pipeline loads it (with the processor saved beside it) and transcribes."""
+    import torch
+    from peft import PeftModel
+    from transformers import WhisperForConditionalGeneration, pipeline
 
-    model = WhisperForConditionalGeneration.from_pretrained(tmp_path / "run" / "model")
-    assert not any("lora" in n for n, _ in model.named_parameters())
+    freeze = "  strategy: lora\n  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n"
+    outputs = {}
+    for save in ("adapter", "merged"):
+        path = recipe(tmp_path, synthetic_data(), freeze, extra=f"output:\n  save: {save}\n")
+        path.write_text(path.read_text().replace(TINY, f"  base: {whisper_dir}\n"))
+        summary = run_ok(path, tmp_path / save)
+        outputs[save] = tmp_path / save / "model"
+    assert summary["freeze"]["trainable_fraction"] < 0.2
+    card = (outputs["merged"] / "README.md").read_text()
+    assert card.startswith("---\n") and "pipeline_tag: automatic-speech-recognition" in card and f"base_model: {whisper_dir}" in card
+    base = WhisperForConditionalGeneration.from_pretrained(whisper_dir).eval()
+    merged = WhisperForConditionalGeneration.from_pretrained(outputs["merged"]).eval()
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    before, after = base.state_dict(), merged.state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in changed)
+    adapted = PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pretrained(whisper_dir), outputs["adapter"]).eval()
+    features = torch.randn(1, base.config.num_mel_bins, 2 * base.config.max_source_positions)
+    decoder = torch.tensor([[base.config.decoder_start_token_id]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_features=features, decoder_input_ids=decoder).logits,
+                                   adapted(input_features=features, decoder_input_ids=decoder).logits, atol=1e-4, rtol=1e-4)
+    asr = pipeline("automatic-speech-recognition", model=str(outputs["merged"]))
+    wave = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)
+    assert isinstance(asr({"raw": wave, "sampling_rate": 16000})["text"], str)
 
 
 @pytest.mark.e2e
 def test_whisper_demo_wer_falls(tmp_path):
+    """The README's promise: WER 1.0 before, under 0.1 after (measured 0.057), with a margin for noise."""
     summary = run_ok(ROOT / "recipes" / "demo" / "whisper.yaml", tmp_path / "demo")
     assert summary["eval_before"]["wer"] >= 0.9
-    assert summary["eval_after"]["wer"] <= summary["eval_before"]["wer"] - 0.4
+    assert summary["eval_after"]["wer"] <= 0.12 and summary["eval_after"]["cer"] <= 0.12
 
 
 def test_top_decoder_layers_on_a_frozen_body(tmp_path, whisper_dir):
@@ -191,6 +216,27 @@ def test_top_decoder_layers_on_a_frozen_body(tmp_path, whisper_dir):
     path = recipe(tmp_path, synthetic_data(), freeze)
     path.write_text(path.read_text().replace(TINY, f"  base: {whisper_dir}\n"))
     summary = run_ok(path, tmp_path / "run")
-    report = summary["freeze"]
-    assert report["frozen_layers"] == {"decoder": [0]}  # of two decoder layers, the top one trains
-    assert 0 < report["trainable_parameters"] < report["total_parameters"] / 2
+    assert summary["freeze"]["frozen_layers"] == {"decoder": [0]}  # of two decoder layers, the top one trains
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    before = WhisperForConditionalGeneration.from_pretrained(whisper_dir).state_dict()
+    after = WhisperForConditionalGeneration.from_pretrained(tmp_path / "run" / "model").state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    # which saved weights moved, not what the freeze report says
+    assert any(name.startswith("model.decoder.layers.1.") for name in changed)
+    assert not any(name.startswith(("model.decoder.layers.0.", "model.encoder.")) for name in changed)
+
+
+@pytest.mark.e2e
+def test_an_interrupted_augmented_run_resumes_exactly(tmp_path, example_site):
+    """Whisper with its augmentation chain, stopped by Ctrl-C and resumed: every clip is heard as the
+    uninterrupted run heard it (seeded per seed, epoch and clip), so the weights and metric records match."""
+    data = ("  format: synthetic\n  train_size: 16\n  eval_size: 4\n  augment:\n"
+            "    - {name: telephone, p: 0.5}\n    - {name: noise, snr_db: [10, 30], p: 0.5}\n    - {name: speed, p: 0.5}\n")
+    path = recipe(tmp_path, data, extra="callbacks: [fault]\n")
+    path.write_text(path.read_text().replace("max_steps: 3", "max_steps: 10"))  # 4 steps an epoch
+    whole, cut = run_whole_and_resumed(path, tmp_path, example_site, stop_at=3)
+    assert same_safetensors(whole / "model", cut / "model")
+    keys = ("step", "kind", "loss", "lr", "epoch", "wer", "eval_loss")
+    assert metric_records(cut, keys) == metric_records(whole, keys)
