@@ -261,8 +261,10 @@ class CommonLoop:
             raise Interrupted(self.checkpoint(), signum=stop_voted.stop.signum)
 
     def epoch(self, stop_voted: StopVote, accumulate: Any) -> bool:
-        """One (possibly resumed) pass over the data; True when the pass is complete."""
+        """One (possibly resumed) pass over the data, or what is left of it; True when it ended."""
         state = self.state
+        if state.batches_in_epoch >= self.batches_per_epoch:  # a checkpoint taken at an epoch's very end
+            state.epoch, state.batches_in_epoch = state.epoch + 1, 0
         loader = self.loader
         epoch_loader = self.accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
         epoch_loader.set_epoch(state.epoch)  # Accelerate's own bookkeeping
@@ -271,15 +273,18 @@ class CommonLoop:
         self.sampler.set_epoch(state.epoch)
         self.reporter.new_epoch(state.epoch, math.ceil(state.batches_in_epoch / self.training.gradient_accumulation))
         fetch_start = time.perf_counter()
+        ended = False
         for batch in epoch_loader:
             self.window.wait += time.perf_counter() - fetch_start
             self.micro_batch(batch, accumulate)
+            if state.batches_in_epoch >= self.batches_per_epoch:  # the epoch's last batch: a checkpoint of this
+                state.epoch, state.batches_in_epoch, ended = state.epoch + 1, 0, True  # step starts the next epoch
             if self.accelerator.sync_gradients:
                 self.optimizer_step_done(stop_voted)
                 if state.step >= self.total_steps:
-                    return state.batches_in_epoch >= self.batches_per_epoch  # the last step may end the epoch too
+                    break
             fetch_start = time.perf_counter()
-        return True
+        return ended
 
     def train(self) -> None:
         state, training = self.state, self.training
@@ -294,11 +299,8 @@ class CommonLoop:
         with StopFlag() as stop:
             stop_voted = StopVote(stop, self.accelerator)
             while state.step < self.total_steps:
-                if self.epoch(stop_voted, accumulate):
-                    state.epoch += 1
-                    state.batches_in_epoch = 0
-                    if not training.checkpoint_every and state.step < self.total_steps:
-                        self.checkpoint()
+                if self.epoch(stop_voted, accumulate) and not training.checkpoint_every and state.step < self.total_steps:
+                    self.checkpoint()  # every epoch's end, unless the recipe checkpoints by steps
         self.reporter.stop()
 
     # -- the end -------------------------------------------------------------------------------

@@ -116,3 +116,28 @@ def test_more_steps_on_resume(tmp_path, example_site, reference):
     assert longer.returncode == 0, longer.stderr
     assert json.loads((out / "summary.json").read_text())["steps"] == 20
     assert [r["step"] for r in records(out) if r["kind"] == "train"] == list(range(2, 21, 2))
+
+
+@pytest.mark.parametrize(("launches_processes", "relaunched"), [(False, True), (True, False)])
+def test_the_runner_starts_one_process_per_device_unless_the_task_starts_its_own(monkeypatch, example_registry,
+                                                                                  launches_processes, relaunched):
+    """Decided once the task class is known: a library that launches its own workers (Ultralytics) gets one process."""
+    from ftrecipe.runner import entry
+    from ftrecipe.validation import validate_text
+
+    class Task:
+        owns_loop = True
+
+    Task.launches_processes = launches_processes
+    calls = []
+    monkeypatch.setattr(entry, "get_registry", lambda: example_registry)
+    monkeypatch.setattr(entry, "resolve", lambda reference: Task)
+    monkeypatch.setattr(entry.launch, "relaunch", lambda hardware, argv: calls.append("relaunch") or 0)
+    monkeypatch.setattr(entry.Run, "execute", lambda self: calls.append("run") or 0)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    two = EXTERNAL.replace("  accelerator: cpu\n", "  accelerator: cpu\n  devices: 2\n")
+    result = validate_text(two, source="ext.yaml", registry=example_registry)
+    assert result.ok, [d.text() for d in result.diagnostics]
+    assert entry.run_recipe(result, entry.RunOptions(argv=["run", "ext.yaml"])) == 0
+    assert calls == (["relaunch"] if relaunched else ["run"])

@@ -76,6 +76,10 @@ def test_lora_adapter_loads_back_with_peft(tmp_path, llama_dir):
     assert any("lora_A" in name for name, _ in model.named_parameters())
     import hashlib
 
+    card = (model_dir / "README.md").read_text()
+    header = card.split("---\n")[1]  # the metadata the Hugging Face Hub reads
+    assert f"base_model: {llama_dir}" in header and "library_name: peft" in header and "pipeline_tag: text-generation" in header
+    assert "- lora" in header and "- causal-lm" in header
     files = json.loads((tmp_path / "run" / "run.json").read_text())["data_files"]
     train = tmp_path / "train.jsonl"
     assert files == {str(train.resolve()): "sha256:" + hashlib.sha256(train.read_bytes()).hexdigest()}
