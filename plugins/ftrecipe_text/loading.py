@@ -113,10 +113,10 @@ def quantisable_linear_layers(model_type: str | None) -> Iterator[None]:
 
 def check_quantised(model: torch.nn.Module, recipe: Any) -> None:
     """A recipe that asks for a 4/8-bit base must get one: never train an unquantised base silently."""
-    import bitsandbytes as bnb
-
     if recipe.model.quantization is None:
         return
+    import bitsandbytes as bnb
+
     if not any(isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for module in model.modules()):
         raise RecipeRuntimeError(
             ("model", "quantization"),

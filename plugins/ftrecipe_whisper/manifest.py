@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -96,6 +96,20 @@ class ManifestReport:
         return line + (f" (warning: {self.warning})" if self.warning else "")
 
 
+def audio_totals(clips: Iterable[Any]) -> tuple[float, dict[str, float], dict[int, int]]:
+    """Hours of audio, hours per speaker and clips per sample rate (both sorted) of clip-like objects
+    (``duration``, ``speaker``, ``sample_rate``): one computation for the manifest and the data report."""
+    hours = 0.0
+    per_speaker: dict[str, float] = defaultdict(float)
+    rates: Counter[int] = Counter()
+    for clip in clips:
+        hours += clip.duration / 3600.0
+        rates[clip.sample_rate] += 1
+        if clip.speaker is not None:
+            per_speaker[clip.speaker] += clip.duration / 3600.0
+    return hours, dict(sorted(per_speaker.items())), dict(sorted(rates.items()))
+
+
 # --------------------------------------------------------------------------- row readers
 
 
@@ -178,11 +192,7 @@ class _Collector:
     def finish(self) -> tuple[list[Clip], ManifestReport]:
         if self.cache is not None:
             self.cache.save()
-        total_h = sum(c.duration for c in self.clips) / 3600.0
-        per_spk: dict[str, float] = defaultdict(float)
-        for c in self.clips:
-            if c.speaker is not None:
-                per_spk[c.speaker] += c.duration / 3600.0
+        total_h, per_spk, rates = audio_totals(self.clips)
         warning = None
         if total_h < self.min_hours:
             warning = (
@@ -192,8 +202,8 @@ class _Collector:
         report = ManifestReport(
             clips=len(self.clips),
             total_hours=total_h,
-            speaker_hours=dict(sorted(per_spk.items())),
-            sample_rates=dict(sorted(Counter(c.sample_rate for c in self.clips).items())),
+            speaker_hours=per_spk,
+            sample_rates=rates,
             skipped=self.skipped,
             warning=warning,
         )

@@ -8,8 +8,8 @@ per-speaker hours, sample rates, skipped clips and why) comes from the manifest 
 from __future__ import annotations
 
 import os
-from collections import Counter, defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ftrecipe.plugin import (
@@ -22,7 +22,7 @@ from ftrecipe.plugin import (
     select_examples,
     source_paths,
 )
-from ftrecipe_whisper.manifest import MIN_HOURS_GUIDANCE, ManifestError, read_audiofolder, read_manifest
+from ftrecipe_whisper.manifest import MIN_HOURS_GUIDANCE, ManifestError, audio_totals, read_audiofolder, read_manifest
 from ftrecipe_whisper.normalize import normalize_text
 
 
@@ -45,18 +45,13 @@ def _rows(section: Any, clips: list) -> list[dict[str, Any]]:
     ]
 
 
-def _audio_details(report: DataReport, durations: list[float], speakers: list[str | None], rates: list[int],
-                   *, note: str = "") -> None:
+def _audio_details(report: DataReport, clips: list[Any], *, note: str = "") -> None:
     """Hours, per-speaker hours and sample rates of the training clips used; the 50 h guidance."""
-    per_speaker: dict[str, float] = defaultdict(float)
-    for duration, speaker in zip(durations, speakers):
-        if speaker is not None:
-            per_speaker[speaker] += duration / 3600
-    hours = sum(durations) / 3600
+    hours, per_speaker, rates = audio_totals(clips)
     report.details.update({
         "total_hours": round(hours, 4),
-        "speaker_hours": {k: round(v, 4) for k, v in sorted(per_speaker.items())},
-        "sample_rates": {str(rate): n for rate, n in sorted(Counter(rates).items())},
+        "speaker_hours": {k: round(v, 4) for k, v in per_speaker.items()},
+        "sample_rates": {str(rate): n for rate, n in rates.items()},
     })
     if hours < MIN_HOURS_GUIDANCE:
         report.warnings.append(f"only {hours:.2f} h of training audio{note}; about {MIN_HOURS_GUIDANCE:g} h or more "
@@ -92,7 +87,7 @@ def _read(section: Any, base_dir: Path, *, smoke: bool, seed: int, folder: bool)
     train, evaluation = select_examples(section, train, evaluation, seed=seed, smoke=smoke)
     files += sorted({c.audio_path for c in train + evaluation})
     report.train_examples, report.eval_examples = len(train), len(evaluation)
-    _audio_details(report, [c.duration for c in train], [c.speaker for c in train], [c.sample_rate for c in train])
+    _audio_details(report, train)
     return DatasetSplits(_rows(section, train), _rows(section, evaluation) or None, files, report)
 
 
@@ -120,6 +115,5 @@ def read_synthetic(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> D
 
     train, evaluation = rows(n_train, 0), rows(n_eval, 10_000)
     report = DataReport(train_examples=len(train), eval_examples=len(evaluation))
-    _audio_details(report, [r["duration"] for r in train], [None] * len(train), [16_000] * len(train),
-                   note=" (synthetic demo data)")
+    _audio_details(report, [SimpleNamespace(**row) for row in train], note=" (synthetic demo data)")
     return DatasetSplits(train, evaluation, [], report)
