@@ -176,7 +176,7 @@ class CommonLoop:
             self.reporter.evaluation("eval before training", before.metrics)
             if self.main:
                 self.metrics_log.append({"step": 0, "kind": "eval_before", **before.metrics})
-                save_samples(self.output_dir / "eval_before_samples.jsonl", before)
+                save_samples(self.output_dir, "eval_before", 0, before)
 
     def evaluate_periodically(self) -> None:
         result = self.evaluate()
@@ -184,6 +184,7 @@ class CommonLoop:
             self.reporter.evaluation(f"eval at step {self.state.step}", result.metrics)
             if self.main:
                 self.metrics_log.append({"step": self.state.step, "kind": "eval", **result.metrics})
+                save_samples(self.output_dir, "eval", self.state.step, result)
                 for callback in self.callbacks:
                     callback.on_evaluate(self.state.step, result.metrics)
 
@@ -314,7 +315,7 @@ class CommonLoop:
             self.reporter.evaluation("eval after training", after.metrics, state.eval_before)
             if self.main:
                 self.metrics_log.append({"step": state.step, "kind": "eval_after", **after.metrics})
-                save_samples(self.output_dir / "eval_after_samples.jsonl", after)
+                save_samples(self.output_dir, "eval_after", state.step, after)
         return FitResult(model=self.model, steps=state.step, epochs=state.epoch, samples=state.samples,
                          tokens=state.tokens, train_seconds=state.train_seconds, eval_before=state.eval_before,
                          eval_after=after, freeze_report=self.freeze_report)

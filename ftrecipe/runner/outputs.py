@@ -27,9 +27,12 @@ SUMMARY_FILE = "summary.json"
 RESOLVED_FILE = "recipe.resolved.yaml"
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
+    if isinstance(content, bytes):
+        temporary.write_bytes(content)
+    else:
+        temporary.write_text(content, encoding="utf-8")
     os.replace(temporary, path)
 
 
@@ -160,12 +163,20 @@ def plot_loss_curve(records: Sequence[Mapping[str, Any]], path: Path) -> Path | 
     return path
 
 
-def save_samples(path: Path, result: EvalResult) -> None:
-    """``eval_*_samples.jsonl`` (predictions next to references) and any images of an evaluation."""
-    if result.samples:
-        write_atomic(path, "".join(json.dumps(s, default=str) + "\n" for s in result.samples))
-    for name, image in result.images.items():
-        image.save(path.with_name(f"{path.stem.replace('_samples', '')}_{name}.png"))
+def save_samples(output_dir: Path, kind: str, step: int, result: EvalResult) -> None:
+    """What an evaluation leaves for people: ``<kind>_samples.jsonl`` (predictions next to references,
+    before and after training) and its images as ``samples/step-N.png`` (``step-N-<name>.png`` when
+    there are several), one per evaluation, so that a subject can be watched appearing."""
+    if result.samples and kind in ("eval_before", "eval_after"):
+        write_atomic(output_dir / f"{kind}_samples.jsonl", "".join(json.dumps(s, default=str) + "\n" for s in result.samples))
+    if result.images:
+        folder = output_dir / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, image in result.images.items():
+            stem = f"step-{step}" if len(result.images) == 1 else f"step-{step}-{name}"
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            write_atomic(folder / f"{stem}.png", buffer.getvalue())
 
 
 def card_metadata(recipe: RecipeBase, task_metadata: Mapping[str, Any], *, smoke: bool) -> dict[str, Any]:

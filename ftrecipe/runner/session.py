@@ -101,9 +101,8 @@ class RunnerSession:
             self.eval_after = result
         if self.is_main_process:
             self.metrics_log.append({"step": step, "kind": kind, **result.metrics})
-            if when in ("before", "after"):
-                save_samples(self.output_dir / f"{kind}_samples.jsonl", result)
-            else:
+            save_samples(self.output_dir, kind, step, result)
+            if when == "periodic":
                 for callback in self.callbacks:
                     callback.on_evaluate(step, result.metrics)
         title = {"before": "eval before training", "after": "eval after training"}.get(when, f"eval at step {step}")

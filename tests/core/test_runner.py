@@ -316,3 +316,19 @@ def test_several_nodes_are_started_by_the_user_with_torchrun(tmp_path, example_s
     assert result.returncode == 2 and not (tmp_path / "run").exists()
     assert "torchrun --nnodes 2 --nproc_per_node 4 --node_rank <0..1>" in result.stderr
     assert f"-m ftrecipe run {TOY}" in result.stderr
+
+
+def test_an_evaluations_images_are_kept_one_file_per_step(tmp_path):
+    """Image generators return sample grids: every evaluation (before, periodic, after) leaves samples/step-N.png."""
+    from PIL import Image
+
+    from ftrecipe.runner.outputs import save_samples
+    from ftrecipe.task import EvalResult
+
+    red, blue = Image.new("RGB", (4, 4), "red"), Image.new("RGB", (4, 4), "blue")
+    save_samples(tmp_path, "eval_before", 0, EvalResult({"loss": 1.0}, [{"prediction": "a"}], {"grid": red}))
+    save_samples(tmp_path, "eval", 5, EvalResult({"loss": 0.5}, [{"prediction": "b"}], {"grid": blue}))
+    save_samples(tmp_path, "eval_after", 9, EvalResult({"loss": 0.2}, [], {"grid": red, "other": blue}))
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-0.png", "step-5.png", "step-9-grid.png", "step-9-other.png"]
+    assert Image.open(tmp_path / "samples" / "step-5.png").getpixel((0, 0)) == (0, 0, 255)
+    assert (tmp_path / "eval_before_samples.jsonl").is_file() and not (tmp_path / "eval_samples.jsonl").exists()
