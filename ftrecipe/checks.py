@@ -78,7 +78,7 @@ def check_head(recipe: RecipeBase) -> Iterator[Problem]:
         for key in ("labels", "num_labels"):
             if getattr(head, key) is not None:
                 yield Problem(("head", key), f"{key} describes a new head; set head.mode to replace or append")
-    elif head.labels is None and head.num_labels is None:
+    elif head.labels is None and head.num_labels is None and not type(head).labels_from_data:
         yield Problem(("head", "mode"), f"head mode {head.mode} needs labels (or num_labels)")
     if head.labels is not None and head.num_labels is not None and len(head.labels) != head.num_labels:
         yield Problem(("head", "num_labels"), f"num_labels is {head.num_labels} but {len(head.labels)} labels are listed")

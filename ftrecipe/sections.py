@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import typing
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
@@ -177,6 +177,10 @@ class HeadSection(Section):
     """Class names of the new head (their order is the label ids)."""
     num_labels: Annotated[int, Field(ge=1)] | None = None
     """Number of outputs of the new head, when the labels have no names."""
+
+    labels_from_data: ClassVar[bool] = False
+    """A modality whose new head takes the dataset's classes when ``labels`` is not given sets this in its
+    subclass (a detector's data names its classes); otherwise a new head needs ``labels`` or ``num_labels``."""
 
     @field_validator("labels")
     @classmethod

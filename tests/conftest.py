@@ -19,9 +19,12 @@ from ftrecipe.testing import OFFLINE_ENV, install_plugin
 from ftrecipe.testing import run_cli as _run_cli
 
 _HF_HOME = tempfile.mkdtemp(prefix="ftrecipe-tests-hf-")
+_YOLO_CONFIG = tempfile.mkdtemp(prefix="ftrecipe-tests-yolo-")  # Ultralytics' settings: never ~/.config
 atexit.register(shutil.rmtree, _HF_HOME, True)
+atexit.register(shutil.rmtree, _YOLO_CONFIG, True)
 os.environ.update(OFFLINE_ENV)
 os.environ["HF_HOME"] = _HF_HOME
+os.environ["YOLO_CONFIG_DIR"] = _YOLO_CONFIG
 
 import pytest  # noqa: E402
 

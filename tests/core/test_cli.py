@@ -20,7 +20,7 @@ def imported_modules(*args: str) -> set[str]:
 
 
 def test_light_commands_never_import_heavy_libraries():
-    recipes = [str(p) for p in sorted((ROOT / "recipes").rglob("*.yaml"))]
+    recipes = [str(p) for p in sorted((ROOT / "recipes").rglob("*.yaml")) if "data" not in p.relative_to(ROOT / "recipes").parts]
     assert len(recipes) >= 7
     for args in (["--help"], ["validate", *recipes], ["plugins"], ["schema"], ["validate", "--help"]):
         modules = imported_modules(*args)
