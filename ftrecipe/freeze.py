@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,12 @@ class ModelAnatomy:
     """Module names of the output head (trained by ``transfer``, saved in full by LoRA)."""
     peft_task_type: str | None = None
     """PEFT ``TaskType`` name (``CAUSAL_LM``, ``SEQ_CLS``, ...) or None for a plain ``PeftModel``."""
+    add_adapters: Callable[[Any, Any], Any] | None = None
+    """How LoRA adapters join this model: ``add_adapters(model, lora_config) -> model``, called by the
+    freeze plan with the ``peft.LoraConfig`` it built from the recipe. None: ``peft.get_peft_model``
+    wraps the whole model. A model whose ecosystem adds adapters itself (Diffusers'
+    ``unet.add_adapter``, whose LoRA files other tools load) sets it; it freezes the base and leaves
+    exactly the adapters' parameters trainable."""
 
 
 @dataclass
@@ -180,6 +187,8 @@ def _apply_lora(model: torch.nn.Module, recipe: RecipeBase, anatomy: ModelAnatom
         task_type=getattr(TaskType, anatomy.peft_task_type) if anatomy.peft_task_type else None,
     )
     try:
+        if anatomy.add_adapters is not None:
+            return anatomy.add_adapters(model, config)
         return get_peft_model(model, config)
     except ValueError as error:  # e.g. target modules not found
         raise RecipeRuntimeError(("freeze", "lora", "target_modules"), str(error)) from error

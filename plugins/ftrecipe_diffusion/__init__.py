@@ -1,0 +1,1 @@
+"""ftrecipe's Stable Diffusion plugin: DreamBooth subject fine-tuning with prior preservation."""

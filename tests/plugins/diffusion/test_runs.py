@@ -1,0 +1,121 @@
+"""The Stable Diffusion plugin through `ftrecipe run`: the offline demo, real DreamBooth photos with prior
+preservation and LoRA files Diffusers loads, a full pipeline save, and exact resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from tests.conftest import ROOT, metric_records, run_ok, run_whole_and_resumed
+
+TINY = "  base: stable-diffusion-v1-5/stable-diffusion-v1-5\n  init: scratch\n"
+
+
+def test_the_demo_learns_its_subject_and_writes_sample_grids(tmp_path):
+    out = tmp_path / "demo"
+    summary = run_ok(ROOT / "recipes" / "demo" / "stable-diffusion.yaml", out)
+    before, after = summary["eval_before"], summary["eval_after"]
+    assert after["eval_loss"] <= 0.7 * before["eval_loss"], (before, after)  # the README's promise
+    assert after["black_images"] == 0
+    steps = summary["steps"]
+    assert {p.name for p in (out / "samples").glob("*.png")} == {"step-0.png", f"step-{steps // 2}.png", f"step-{steps}.png"}
+    from PIL import Image
+
+    assert Image.open(out / "samples" / f"step-{steps}.png").size == (3 * 64, 2 * 64)  # 2 prompts x 3 images
+    assert (out / "model" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_dreambooth_dog_with_prior_preservation_saves_lora_that_diffusers_loads(tmp_path, dog_photos):
+    recipe = tmp_path / "dog.yaml"
+    recipe.write_text(
+        f"model:\n  modality: stable-diffusion\n{TINY}"
+        "freeze:\n  strategy: lora\n  lora: {r: 4, alpha: 12, dropout: 0.0}\n"
+        f"data:\n  format: dreambooth\n  instance_dir: {dog_photos}\n  instance_prompt: a photo of sks dog\n"
+        "  class_prompt: a photo of dog\n  class_dir: classes\n  num_class_images: 2\n  class_inference_steps: 2\n"
+        "  resolution: 64\n  flip: true\n"
+        "training:\n  max_steps: 3\n  batch_size: 2\n  learning_rate: 1.0e-2\n  train_text_encoder: true\n  snr_gamma: 5.0\n"
+        "  noise_offset: 0.05\n  log_every: 1\n"
+        "hardware:\n  accelerator: cpu\n"
+        "evaluation:\n  prompts: [a sks dog in the snow]\n  images_per_prompt: 1\n  num_inference_steps: 2\n"
+    )
+    out = tmp_path / "run"
+    summary = run_ok(recipe, out)
+    data = summary["data"]
+    assert data["train_examples"] == 5 and data["class_images_generated"] == 2 and data["class_images"] == 2
+    assert "DreamBooth needs about 10 images" in data["warnings"][0]
+    assert sorted(p.name for p in (tmp_path / "classes").iterdir()) == ["class-00000.png", "class-00001.png"]
+    assert set(summary["eval_after"]) == {"eval_loss", "eval_prior_loss", "black_images"}
+    assert (out / "samples" / "step-0.png").is_file() and (out / "samples" / "step-3.png").is_file()
+
+    # The file carries the adapters' configs: alpha 12 is not mistaken for the rank 4.
+    from safetensors import safe_open
+
+    weights = out / "model" / "pytorch_lora_weights.safetensors"
+    with safe_open(str(weights), "pt") as handle:
+        metadata = json.loads(handle.metadata()["lora_adapter_metadata"])
+        keys = list(handle.keys())
+    assert metadata["unet.r"] == 4 and metadata["unet.lora_alpha"] == 12 and metadata["text_encoder.lora_alpha"] == 12
+    assert any(k.startswith("unet.") for k in keys) and any(k.startswith("text_encoder.") for k in keys)
+
+    # A fresh pipeline loads them (the run checked that every key is used and the prediction is the trained
+    # model's) and generates; the adapters change what it draws.
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(out / "model" / "base")
+    prompt, settings = "a sks dog in the snow", {"num_inference_steps": 2, "height": 64, "width": 64, "output_type": "np"}
+    plain = pipe(prompt, generator=torch.Generator().manual_seed(0), **settings).images
+    pipe.load_lora_weights(out / "model")
+    adapted = pipe(prompt, generator=torch.Generator().manual_seed(0), **settings).images
+    assert adapted.shape == (1, 64, 64, 3) and not (adapted == plain).all()
+    assert "load_lora_weights('model')" in (out / "model" / "README.md").read_text()
+
+
+def test_an_interrupted_run_resumes_exactly_and_the_full_pipeline_loads(tmp_path, example_site):
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(
+        f"model:\n  modality: stable-diffusion\n{TINY}  config: {{unet_channels: 16, vae_channels: 16}}\n"
+        "freeze:\n  strategy: full\n"
+        "data:\n  format: synthetic-subject\n  instance_images: 4\n  num_class_images: 4\n  resolution: 32\n  flip: true\n"
+        "training:\n  max_steps: 6\n  batch_size: 2\n  learning_rate: 1.0e-3\n  log_every: 1\n  train_text_encoder: true\n"
+        "hardware:\n  accelerator: cpu\n"
+        "evaluation:\n  before_training: false\n  prompts: [a photo of sks toy]\n  images_per_prompt: 1\n  num_inference_steps: 2\n"
+        "callbacks: [fault]\n"
+    )
+    whole, cut = run_whole_and_resumed(recipe, tmp_path, example_site, stop_at=3)
+    from safetensors.torch import load_file
+
+    for part in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+        a, b = load_file(whole / "model" / part), load_file(cut / "model" / part)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    keys = ("step", "kind", "loss", "lr", "epoch", "eval_loss")
+    assert metric_records(cut, keys) == metric_records(whole, keys)
+
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(whole / "model")
+    image = pipe("a photo of sks toy", num_inference_steps=2, height=32, width=32, generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (32, 32)
+    assert "from_pretrained('model')" in (whole / "model" / "README.md").read_text()
+
+
+def test_cached_latents_and_text_embeddings_train_exactly_as_without(tmp_path):
+    """With the VAE and text encoder frozen, caching their outputs is a pure speed-up: the same weights."""
+    from safetensors.torch import load_file
+
+    def train(cache: bool) -> dict:
+        recipe = tmp_path / f"cache-{cache}.yaml"
+        recipe.write_text(
+            f"model:\n  modality: stable-diffusion\n{TINY}  config: {{unet_channels: 16, vae_channels: 16}}\n"
+            "data:\n  format: synthetic-subject\n  instance_images: 4\n  num_class_images: 4\n  resolution: 32\n"
+            "  center_crop: true\n"
+            f"training:\n  max_steps: 4\n  batch_size: 2\n  learning_rate: 1.0e-3\n  cache_latents: {str(cache).lower()}\n"
+            f"  cache_text_embeddings: {str(cache).lower()}\n"
+            "hardware:\n  accelerator: cpu\n"
+            "evaluation:\n  before_training: false\n  prompts: [a photo of sks toy]\n  images_per_prompt: 1\n  num_inference_steps: 1\n")
+        run_ok(recipe, tmp_path / f"run-{cache}")
+        return load_file(tmp_path / f"run-{cache}" / "model" / "unet" / "diffusion_pytorch_model.safetensors")
+
+    plain, cached = train(False), train(True)
+    assert plain.keys() == cached.keys() and all(torch.equal(plain[k], cached[k]) for k in plain)
