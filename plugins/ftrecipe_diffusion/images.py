@@ -36,7 +36,8 @@ def check_image(path: Path, min_size: int) -> tuple[int, int]:
         with Image.open(path) as image:
             image.load()  # decodes the whole file: a truncated JPEG fails here, not in the middle of training
             mode, size = image.mode, image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as error:
+        # (ImportError: Ultralytics, once imported in a process, patches Image.open to try a HEIF decoder it lacks)
         raise ImageProblem(path, f"not a readable image ({type(error).__name__}: {error})") from error
     if mode not in COLOUR_MODES:
         raise ImageProblem(path, f"not a colour image (mode {mode}); convert it to RGB")

@@ -144,6 +144,10 @@ class YoloTask(ModalityTask):
         per_epoch = session.steps_per_epoch
         arguments = self.arguments(data_yaml, session, per_epoch)
         resume = session.resume_from()
+        if resume is not None and resume.step >= session.total_steps:
+            key = ("training", "max_steps") if self.recipe.training.max_steps else ("training", "epochs")
+            raise RecipeRuntimeError(key, f"the run is complete at step {resume.step} of {session.total_steps}: "
+                                     f"raise {'.'.join(key)} to train it further")
         trainer = trainer_class()(overrides=arguments)
         self.trainer = trainer
         freeze, self.frozen_blocks = freeze_list(self.recipe, self._architecture(arguments["model"]))

@@ -147,6 +147,9 @@ def test_an_interrupted_run_resumes_exactly_and_then_takes_more_epochs(tmp_path:
     assert longer.returncode == 0, longer.stderr[-3000:]
     summary = json.loads((whole / "summary.json").read_text())
     assert summary["steps"] == 18 and summary["epochs_completed"] == 6
+    again = run_cli("run", str(recipe), "--output", str(whole), "--resume", "--quiet", "--set", "training.epochs=6",
+                    site=example_site)
+    assert again.returncode == 2 and "the run is complete at step 18 of 18: raise training.epochs" in again.stderr
 
 
 def test_sigterm_stops_between_batches_with_exit_143(tmp_path: Path, example_site: Path):
@@ -226,3 +229,22 @@ def test_the_throughput_benchmark_runs_in_tiny_mode():
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ratio ftrecipe / Ultralytics:" in result.stdout and "images/s" in result.stdout
+
+
+def test_weights_whose_backbone_does_not_fit_are_refused(tmp_path: Path, coco8: Path):
+    """A .pt whose tensors do not fit the architecture it names (here: YOLO11n weights labelled as YOLO11s)
+    would train a head on a random backbone; the run stops and says so."""
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    small = YOLO("yolo11n.yaml")
+    small.model.yaml = DetectionModel("yolo11s.yaml", verbose=False).yaml
+    weights = tmp_path / "mislabelled.pt"
+    small.save(str(weights))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model: {{modality: yolo, base: {weights}, image_size: 64}}\nhead: {{mode: replace, labels: [person]}}\n"
+                      f"data: {{format: yolo, yaml: {coco8 / 'coco8.yaml'}}}\ntraining: {{max_steps: 1, batch_size: 2}}\n"
+                      "hardware: {accelerator: cpu}\n")
+    result = run_cli("run", str(recipe), "--output", str(tmp_path / "run"), "--quiet")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "the backbone did not transfer" in result.stderr and "is it the same architecture?" in result.stderr
