@@ -4,17 +4,8 @@
 #   run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=600)
 # Results go to $OUT/gpu_results.txt (and the output tail). TINY=1 checks the script on a CPU.
 set -u
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-out=${OUT:-/tmp/gpu-results}; mkdir -p "$out"; log="$out/gpu_results.txt"
-site=/tmp/ftrecipe-site
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl || exit 1
-fi
-# Installed (not just on the path): the built-in plugins are found through their entry points.
-python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" . || exit 1
-export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+source bench/gpu_site.sh gpu_results.txt
 tiny=${TINY:+--tiny}
-{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"; } | tee "$log"
 measure() {  # seconds, then gpu_compare arguments
   local limit=$1; shift
   echo "== gpu_compare.py $*" | tee -a "$log"

@@ -6,16 +6,7 @@
 # against a plain Diffusers loop, and YOLO11n images/s against Ultralytics' own model.train.
 # Results go to $OUT/gpu_vision.txt (and the output tail). TINY=1 checks the script on a CPU.
 set -u
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-out=${OUT:-/tmp/gpu-results}; mkdir -p "$out"; log="$out/gpu_vision.txt"
-site=/tmp/ftrecipe-site
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl || exit 1
-fi
-# Installed (not just on the path): the built-in plugins are found through their entry points.
-python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" . || exit 1
-export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"; } | tee "$log"
+source bench/gpu_site.sh gpu_vision.txt
 python3 -c "import torch, diffusers, ultralytics; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'ultralytics', ultralytics.__version__)" | tee -a "$log"
 if [ -n "${TINY:-}" ]; then sd="--tiny --steps 2"; yolo="--tiny"; else sd=""; yolo="--cuda"; fi
 echo "== sd_dreambooth.py $sd" | tee -a "$log"
