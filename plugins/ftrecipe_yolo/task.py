@@ -148,10 +148,10 @@ class YoloTask(ModalityTask):
             key = ("training", "max_steps") if self.recipe.training.max_steps else ("training", "epochs")
             raise RecipeRuntimeError(key, f"the run is complete at step {resume.step} of {session.total_steps}: "
                                      f"raise {'.'.join(key)} to train it further")
+        freeze, self.frozen_blocks = freeze_list(self.recipe, self._architecture(arguments["model"]))
+        arguments["freeze"] = freeze or None
         trainer = trainer_class()(overrides=arguments)
         self.trainer = trainer
-        freeze, self.frozen_blocks = freeze_list(self.recipe, self._architecture(arguments["model"]))
-        trainer.args.freeze = freeze or None
         self.ctx.log(f"Ultralytics: {self.describe(arguments)}")
         self.ctx.log(f"augmentation: {augment.describe(self.augmentation)}")
         bridge = SessionBridge(self, session, resume=resume, steps_per_epoch=per_epoch)
