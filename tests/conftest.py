@@ -25,6 +25,7 @@ atexit.register(shutil.rmtree, _YOLO_CONFIG, True)
 os.environ.update(OFFLINE_ENV)
 os.environ["HF_HOME"] = _HF_HOME
 os.environ["YOLO_CONFIG_DIR"] = _YOLO_CONFIG
+os.environ["YOLO_VERBOSE"] = "false"  # no settings banner in the test log
 
 import pytest  # noqa: E402
 

@@ -166,7 +166,7 @@ def test_onnx_export_gives_the_boxes_of_the_pt(tmp_path: Path):
     import onnxruntime
     from ultralytics import YOLO
 
-    recipe = small_recipe(tmp_path, epochs=8, extra="output: {export: [onnx]}\n")
+    recipe = small_recipe(tmp_path, epochs=2, extra="output: {export: [onnx]}\n")
     run_ok(recipe, tmp_path / "run")
     model = tmp_path / "run" / "model"
     session = onnxruntime.InferenceSession(str(model / "best.onnx"))
