@@ -38,7 +38,6 @@ class YoloTask(ModalityTask):
         ultralytics()  # a missing extra is a clear error before any data is read
         self.trainer: Any = None
         self.freeze_report: FreezeReport | None = None
-        self.transfer: Any = None
 
     # -- data ----------------------------------------------------------------------------------------
     def build_data(self) -> DataBundle:
@@ -215,7 +214,7 @@ class YoloTask(ModalityTask):
                 os.replace(temporary, directory / name)
         if not (directory / "best.pt").is_file():
             raise RunFailure(f"Ultralytics wrote no weights under {weights}")
-        for fmt in self.recipe.output.export:
+        if "onnx" in self.recipe.output.export:
             from ftrecipe_yolo.export import export_onnx
 
             path = export_onnx(directory / "best.pt", self.trainer.args.imgsz)
