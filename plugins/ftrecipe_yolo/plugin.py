@@ -19,8 +19,6 @@ def _check(recipe) -> list[Problem]:
     base = recipe.model.base
     if recipe.model.init == "pretrained" and base.endswith((".yaml", ".yml")):
         problems.append(Problem(("model", "init"), "a model YAML has no weights: set init: scratch, or name a .pt file"))
-    if recipe.head.labels is not None and recipe.head.mode == "keep":
-        problems.append(Problem(("head", "labels"), "new class labels need head.mode: replace"))
     if recipe.freeze.strategy == "transfer" and recipe.model.init == "scratch":
         problems.append(Problem(("freeze", "strategy"), "transfer freezes a backbone that was never trained (init: scratch)"))
     return problems
