@@ -21,13 +21,17 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     return Image.fromarray(np.broadcast_to(pixels, (size, size, 3)).copy())
 
 
+def _placed(rng: np.random.Generator, size: int, smallest: float, largest: float):
+    """A background and where a toy goes on it: (image, its drawing context, centre x, centre y, half-size)."""
+    image = _background(rng, size)
+    half = size * rng.uniform(smallest, largest)
+    cx, cy = rng.uniform(half, size - half, size=2)
+    return image, ImageDraw.Draw(image), cx, cy, half
+
+
 def draw_subject(seed: int, index: int, size: int = 64) -> Image.Image:
     """Photo ``index`` of the subject: the red striped toy with eyes, placed and scaled at random."""
-    rng = np.random.default_rng([seed, 1, index])
-    image = _background(rng, size)
-    draw = ImageDraw.Draw(image)
-    radius = size * rng.uniform(0.24, 0.34)
-    cx, cy = rng.uniform(radius, size - radius, size=2)
+    image, draw, cx, cy, radius = _placed(np.random.default_rng([seed, 1, index]), size, 0.24, 0.34)
     draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=SUBJECT_COLOUR)
     band = radius * 0.28
     draw.rectangle((cx - radius * 0.95, cy + band * 0.2, cx + radius * 0.95, cy + band * 1.2), fill=(250, 250, 250))
@@ -41,10 +45,7 @@ def draw_subject(seed: int, index: int, size: int = 64) -> Image.Image:
 def draw_class_toy(seed: int, index: int, size: int = 64) -> Image.Image:
     """Class image ``index``: a plain toy (square, triangle or disc) in a random colour, no stripe, no eyes."""
     rng = np.random.default_rng([seed, 2, index])
-    image = _background(rng, size)
-    draw = ImageDraw.Draw(image)
-    half = size * rng.uniform(0.2, 0.32)
-    cx, cy = rng.uniform(half, size - half, size=2)
+    image, draw, cx, cy, half = _placed(rng, size, 0.2, 0.32)
     colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
     shape = index % 3
     if shape == 0:

@@ -10,6 +10,7 @@ rows (its label caches included) inside the run's folder.
 from __future__ import annotations
 
 import hashlib
+import io
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -39,14 +40,15 @@ class BadFile(ValueError):
 
 # -- the per-file check ---------------------------------------------------------------------------
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of a decodable image; :class:`BadFile` for a corrupt, truncated or tiny one."""
+def image_size(path: Path, content: bytes) -> tuple[int, int]:
+    """(width, height) of a decodable image (``content``, the bytes of ``path``); :class:`BadFile` for a
+    corrupt, truncated or tiny one."""
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(content)) as image:
             image.verify()
-        with Image.open(path) as image:  # verify() leaves the file unusable; decode fully once
+        with Image.open(io.BytesIO(content)) as image:  # verify() leaves the image unusable; decode fully once
             image.load()
             width, height = image.size
     except Exception as error:  # noqa: BLE001 - anything a decoder raises (Ultralytics' HEIF fallback raises ImportError)
@@ -110,8 +112,9 @@ class FileCheck:
     def row(self, image: Path, boxes: Iterable[Box] | None = None, *, names: Sequence[str] = ()) -> dict[str, Any] | None:
         """The row of ``image`` (its boxes read from its label file unless given), or None when skipped."""
         try:
-            image_size(image)
-            digest = hashlib.sha1(image.read_bytes()).hexdigest()
+            content = image.read_bytes()  # read once: decoded for the check, hashed for duplicates
+            image_size(image, content)
+            digest = hashlib.sha1(content).hexdigest()
             if digest in self.seen:
                 raise BadFile(str(image), f"duplicate of {self.seen[digest]}")
             labels = list(boxes) if boxes is not None else parse_label_file(label_path(image), names)

@@ -36,6 +36,8 @@ class YoloTask(ModalityTask):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         ultralytics()  # a missing extra is a clear error before any data is read
+        recipe = self.recipe
+        self.augmentation = augment.hyperparameters(recipe.data.augment, ctx.registry, recipe.model.modality)
         self.trainer: Any = None
         self.freeze_report: FreezeReport | None = None
 
@@ -103,7 +105,6 @@ class YoloTask(ModalityTask):
         cuda = str(session.device).startswith("cuda")
         precision = hardware.precision if hardware.precision != "auto" else ("fp16-mixed" if cuda else "fp32")
         amp = {"fp32": False, "bf16-mixed": "bf16", "fp16-mixed": True}[precision]
-        self.augmentation = augment.hyperparameters(recipe.data.augment, self.ctx.registry, recipe.model.modality)
         workers = hardware.dataloader_workers if hardware.dataloader_workers is not None else 0
         return {
             "model": source, "pretrained": pretrained, "data": str(data_yaml), "epochs": epochs,
