@@ -39,6 +39,7 @@ from ftrecipe.freeze import FreezeReport, ModelAnatomy
 from ftrecipe.hookspec import hookimpl
 from ftrecipe.hub import load_pretrained, looks_like_hub_id
 from ftrecipe.records import Augmentation, Callback, DatasetFormat, Metric, Modality, Problem, resolve
+from ftrecipe.plan_records import DataGuidance, PlanData
 from ftrecipe.registry import Registry
 from ftrecipe.sections import (
     AugmentationSection,
@@ -99,6 +100,9 @@ __all__ = [
     "ModelAnatomy",
     "FreezeReport",
     "RunCallback",
+    # what `ftrecipe plan` asks of a task
+    "PlanData",
+    "DataGuidance",
     # data helpers
     "DatasetSplits",
     "DataReport",

@@ -18,6 +18,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
+from ftrecipe.gpus import GPUS
+
+GpuName = Literal[tuple(GPUS)]  # type: ignore[valid-type]
+
 
 class Section(BaseModel):
     """Base of every recipe section: unknown keys are errors, never silently dropped."""
@@ -289,8 +293,11 @@ class HardwareSection(Section):
     """Machines in the job."""
     precision: Literal["auto", "fp32", "bf16-mixed", "fp16-mixed"] = "auto"
     """Numeric precision; ``auto`` is bf16-mixed where the device supports it, else fp32."""
+    gpu: GpuName | None = None
+    """The accelerator the job is meant for (``a100-80gb``, ``h100-80gb``, ``l4``, ...): `ftrecipe plan`
+    takes the memory budget from it (unless ``memory`` is given) and estimates the training time."""
     memory: ByteSize | None = None
-    """Per-device memory budget, e.g. ``24GiB`` (checked by `ftrecipe plan`)."""
+    """Per-device memory budget, e.g. ``24GiB`` (checked by `ftrecipe plan`); ``gpu``'s memory when omitted."""
     strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
     """Distributed strategy when more than one device is used."""
     zero_stage: Literal[1, 2, 3] = 2

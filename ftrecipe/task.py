@@ -11,7 +11,12 @@ outputs. Two paths, one outcome (:class:`FitResult`):
   reports through the :class:`TrainSession` it is handed, which carries the built data, the step
   counts, the stop request and the one atomic checkpoint writer.
 
-Torch-free at import: the registry imports task classes only for ``ftrecipe run``.
+``ftrecipe plan`` asks the same task for an account before anything is downloaded, through the
+``plan_*`` hooks: the model on the meta device from its config (:meth:`ModalityTask.plan_model`), one
+forward pass on meta tensors (:meth:`ModalityTask.plan_forward`) whose saved tensors and FLOPs the
+plan counts, and the data's size (:meth:`ModalityTask.plan_data`).
+
+Torch-free at import: the registry imports task classes only for ``ftrecipe run`` and ``ftrecipe plan``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ftrecipe.data import DataReport, DatasetSplits
-from ftrecipe.freeze import FreezeReport, ModelAnatomy, discover_anatomy
+from ftrecipe.errors import RecipeRuntimeError
+from ftrecipe.freeze import FreezeReport, ModelAnatomy, apply_freeze_plan, discover_anatomy
+from ftrecipe.plan_records import PlanData
 from ftrecipe.records import resolve
 
 if TYPE_CHECKING:
@@ -253,3 +260,48 @@ class ModalityTask:
         """Hugging Face model-card metadata of the saved model: ``library_name``, ``pipeline_tag``,
         extra ``tags``, ``datasets``; the runner adds ``base_model`` and ftrecipe's own tags."""
         return {}
+
+    # -- planning (`ftrecipe plan`) -----------------------------------------------------------
+    def plan_model(self) -> torch.nn.Module:
+        """What :meth:`build_model` returns (head included, before freezing, in the dtype it loads
+        the weights in), built on the meta device from the configuration alone: nothing is read
+        from weight files or downloaded. Configs of well-known bases travel with the plugin; a
+        local directory or the Hugging Face cache supplies the rest. Raise ``RecipeRuntimeError``
+        at ``("model", "base")`` when no config is at hand. With ``model.quantization`` return the
+        plain model: the plan counts the quantised layers' bytes itself (every exact
+        ``torch.nn.Linear`` outside the head)."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its model for ftrecipe plan")
+
+    def plan_freeze(self, model: torch.nn.Module) -> tuple[torch.nn.Module, FreezeReport]:
+        """Apply the recipe's freeze plan to the meta model exactly as the run will (PEFT adapters
+        included): the trainable count the plan reports is the one the run trains. The default is
+        the common loop's; a task that freezes through its library overrides it."""
+        return apply_freeze_plan(model, self.recipe, self.anatomy(model))
+
+    def plan_forward(self, model: torch.nn.Module, batch_size: int) -> Any:
+        """One training forward pass of ``batch_size`` examples of the recipe's largest shape
+        (``max_length`` tokens, the training resolution, the audio window) on meta tensors, with the
+        loss where it can be computed without data-dependent steps. The plan records the tensors
+        autograd saves for the backward pass (activations) and the FLOPs; ``model`` is the frozen
+        meta model in the compute dtype, already in training mode."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its forward pass for ftrecipe plan")
+
+    def plan_checkpoint_units(self, model: torch.nn.Module) -> list[str]:
+        """Module names that ``training.gradient_checkpointing`` recomputes in the backward pass
+        (their inputs are kept, their insides are not). Default: every layer of every stack."""
+        return [layer for layers in self.anatomy(model).stacks.values() for layer in layers]
+
+    def plan_extras(self, model: torch.nn.Module) -> dict[str, int]:
+        """Bytes per device the task keeps beside the model and its optimizer (an EMA copy of the
+        weights, a frozen VAE kept outside the trained model): name -> bytes."""
+        return {}
+
+    def plan_data(self) -> PlanData:
+        """The data's size without loading the model. Default: the format's reader, counted; a task
+        adds its measures (tokens, images, audio hours), label balance and guidance."""
+        try:
+            splits = self.read_data()
+        except RecipeRuntimeError as error:
+            return PlanData(unavailable=error.message)
+        return PlanData(train_examples=len(splits.train), eval_examples=len(splits.eval or ()),
+                        warnings=list(splits.report.warnings))
