@@ -55,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only the summary")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    plan = commands.add_parser("plan", help="what will train, the memory it needs and whether the data is enough, before any GPU is rented")
+    plan.add_argument("recipes", nargs="+", metavar="RECIPE")
+    _add_overrides(plan)
+    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.add_argument("--probe", type=int, default=0, metavar="N", help="also run N real training steps here and print the measured memory next to the estimate")
+    plan.add_argument("--check", action="store_true", help="exit 1 when a recipe does not fit its memory budget")
+    plan.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    diff = commands.add_parser("diff", help="what changed between two recipes, and what it does to parameters, memory, data and compute")
+    diff.add_argument("old", metavar="OLD", help="a recipe file, or git:REV:path")
+    diff.add_argument("new", metavar="NEW", help="a recipe file, or git:REV:path")
+    diff.add_argument("--format", choices=("text", "markdown"), default="text")
+
     schema = commands.add_parser("schema", help="print the JSON Schema of recipes (installed plugins included)")
     schema.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
 
@@ -154,7 +167,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_recipe(result, options)
 
 
-COMMANDS = {"validate": cmd_validate, "run": cmd_run, "schema": cmd_schema, "plugins": cmd_plugins, "init": cmd_init}
+def cmd_plan(args: argparse.Namespace) -> int:
+    from ftrecipe.plan.command import run_plan
+
+    return run_plan(args)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from ftrecipe.plan.diff import run_diff
+
+    return run_diff(args)
+
+
+COMMANDS = {"validate": cmd_validate, "run": cmd_run, "plan": cmd_plan, "diff": cmd_diff, "schema": cmd_schema, "plugins": cmd_plugins, "init": cmd_init}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
