@@ -8,6 +8,7 @@ did-you-mean for misspelt keys and the allowed values for enums.
 
 from __future__ import annotations
 
+import copy
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class ValidationResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     base_dir: FsPath = FsPath(".")
     locate: _Locator | None = None
+    written: Any = None
+    """The recipe as written, overrides applied, before defaults: what the user chose."""
 
     @property
     def ok(self) -> bool:
@@ -303,6 +306,7 @@ def validate_data(
             apply_overrides(data, [override])
         except OverrideError as error:
             result.diagnostics.append(Diagnostic(f"--set {error.argument}", "", str(error)))
+    result.written = copy.deepcopy(data)
     if registry.conflicts:
         result.diagnostics.extend(Diagnostic(source, "", f"plugin conflict: {c}") for c in registry.conflicts)
     if result.diagnostics:

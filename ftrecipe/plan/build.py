@@ -1,0 +1,303 @@
+"""`ftrecipe plan`: from a validated recipe to an account of what it will train, need and cost.
+
+The modality's task builds its model on the meta device and traces one forward pass (its ``plan_*``
+hooks); :mod:`ftrecipe.plan.memory` turns that into per-device memory; the data, compute and risks
+follow. Nothing is downloaded and no weight is read.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftrecipe.gpus import GPUS
+from ftrecipe.plan.memory import ActivationFit, Estimate, ParamInfo, Settings, estimate, verdict
+from ftrecipe.plan.risks import data_warnings, recipe_warnings
+from ftrecipe.plan_records import PlanData
+from ftrecipe.records import resolve
+from ftrecipe.registry import Registry, get_registry
+from ftrecipe.sections import RecipeBase
+from ftrecipe.validation import ValidationResult, resolved_data
+
+UTILISATION = 0.4
+"""Model FLOPs utilisation the time estimate assumes: a well-fed fine-tuning run on one modern GPU."""
+HOST_BASELINE = 2 << 30
+"""Host memory of the process before the model: Python, torch, the libraries, the data pipeline."""
+QLORA_UTILISATION = 0.3
+"""De-quantising the 4-bit base in every matmul costs about a quarter of the throughput."""
+
+
+@dataclass
+class Footprint:
+    """What the meta model and its traced forward give, for one model structure."""
+
+    params: list[ParamInfo]
+    trainable: int
+    total: int
+    fit: ActivationFit
+    extras: dict[str, int]
+    loaded_bytes: int = 0
+    """The weights as loaded from the checkpoint, before quantisation (what host memory passes)."""
+
+
+@dataclass
+class Plan:
+    """One recipe's plan; :meth:`as_dict` is the stable JSON of ``ftrecipe plan --format json``."""
+
+    recipe: str
+    plugin: dict[str, str]
+    defaults_used: dict[str, Any]
+    params: dict[str, Any]
+    memory: dict[str, Any]
+    data: dict[str, Any]
+    compute: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"recipe": self.recipe, "plugin": self.plugin, "defaults_used": self.defaults_used, "params": self.params,
+                "memory": self.memory, "data": self.data, "compute": self.compute, "warnings": self.warnings}
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+def planned_precision(recipe: RecipeBase) -> str:
+    """``hardware.precision``; ``auto`` is what a run would pick on the declared GPU (bf16 where it has it)."""
+    hardware = recipe.hardware
+    if hardware.precision != "auto":
+        return hardware.precision
+    if hardware.accelerator in ("cpu", "mps"):
+        return "fp32"
+    return "fp16-mixed" if hardware.gpu in ("t4", "v100-16gb", "v100-32gb") else "bf16-mixed"
+
+
+def settings_of(recipe: RecipeBase) -> Settings:
+    quantization = recipe.model.quantization
+    return Settings(
+        precision=planned_precision(recipe),
+        optimizer=recipe.training.optimizer,
+        batch_size=recipe.training.batch_size,
+        gradient_checkpointing=recipe.training.gradient_checkpointing,
+        world=recipe.hardware.devices * recipe.hardware.nodes,
+        strategy=recipe.hardware.strategy,
+        zero_stage=recipe.hardware.zero_stage,
+        cuda=recipe.hardware.accelerator in ("auto", "cuda"),
+        quantization_bits=quantization.bits if quantization else None,
+        double_quant=quantization.double_quant if quantization else True,
+        autocast_everywhere=recipe.freeze.strategy != "transfer",
+    )
+
+
+def budget_of(recipe: RecipeBase) -> int | None:
+    if recipe.hardware.memory is not None:
+        return int(recipe.hardware.memory)
+    gpu = recipe.hardware.gpu
+    return GPUS[gpu].memory_bytes if gpu else None
+
+
+def structure_key(recipe: RecipeBase) -> str:
+    """What the footprint depends on: the model, its head and its freeze plan (not batch or devices)."""
+    return repr((recipe.model.model_dump(), recipe.head.model_dump(), recipe.freeze.model_dump(),
+                 recipe.hardware.precision, recipe.hardware.accelerator, recipe.hardware.gpu,
+                 getattr(recipe.data, "max_length", None), recipe.data.model_dump()))
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
+def make_task(result: ValidationResult, recipe: RecipeBase, registry: Registry, output_dir: Path) -> Any:
+    from ftrecipe.task import TaskContext
+
+    task_class = resolve(registry.modalities[recipe.model.modality].task)
+    quiet = lambda message: None  # noqa: E731 - the plan reports through its own warnings
+    ctx = TaskContext(recipe=recipe, registry=registry, base_dir=Path(result.base_dir), output_dir=output_dir,
+                      log=quiet, warn=quiet)
+    return task_class(ctx)
+
+
+def measure(task: Any, recipe: RecipeBase) -> Footprint:
+    """Meta model, freeze plan, two traced forwards (batch 1 and 2)."""
+    import torch
+
+    from ftrecipe.plan.measure import frozen_meta_model, trace_forward
+
+    model, report, params, head, loaded = frozen_meta_model(task)
+    units = task.plan_checkpoint_units(model)
+    extras = task.plan_extras(model)
+    precision = planned_precision(recipe)
+    compute = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}.get(precision)
+    if compute is not None:
+        model.to(compute)
+    model.train()
+    if getattr(model, "is_gradient_checkpointing", False) and hasattr(model, "gradient_checkpointing_disable"):
+        model.gradient_checkpointing_disable()  # the plan composes checkpointing from per-unit numbers
+    one = trace_forward(task, model, 1, units, head)
+    two = trace_forward(task, model, 2, units, head)
+    return Footprint(params=params, trainable=report.trainable, total=report.total,
+                     fit=ActivationFit.from_traces(one, two), extras=extras, loaded_bytes=loaded)
+
+
+class Planner:
+    """Plans a recipe and variants of it (the suggestions), measuring each model structure once."""
+
+    def __init__(self, result: ValidationResult, registry: Registry | None = None) -> None:
+        self.result = result
+        self.registry = registry or get_registry()
+        self._footprints: dict[str, Footprint] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="ftrecipe-plan-")
+
+    def footprint(self, recipe: RecipeBase) -> Footprint:
+        key = structure_key(recipe)
+        if key not in self._footprints:
+            task = make_task(self.result, recipe, self.registry, Path(self._tmp.name) / "run")
+            self._footprints[key] = measure(task, recipe)
+        return self._footprints[key]
+
+    def estimate(self, recipe: RecipeBase) -> Estimate:
+        footprint = self.footprint(recipe)
+        return estimate(footprint.params, footprint.fit, footprint.extras, settings_of(recipe))
+
+    def variant(self, overrides: list[str]) -> RecipeBase | None:
+        """The recipe with more ``--set`` overrides, if that is a valid recipe for its modality."""
+        from ftrecipe.validation import validate_data
+
+        varied = validate_data(copy.deepcopy(self.result.written), source=self.result.source, overrides=overrides,
+                               registry=self.registry)
+        return varied.recipe if varied.ok else None
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of a nested mapping (lists of mappings by index, other lists whole)."""
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+        out = {}
+        for index, item in enumerate(data):
+            out.update(flatten(item, f"{prefix}{index}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def defaults_used(result: ValidationResult, recipe: RecipeBase, registry: Registry) -> dict[str, Any]:
+    written = flatten(result.written or {})
+    resolved = flatten(resolved_data(recipe, registry))
+
+    def chosen(key: str) -> bool:
+        return key in written or any(key.startswith(w + ".") for w in written)
+
+    return {key: value for key, value in resolved.items() if not chosen(key) and value not in (None, [], {})}
+
+
+def step_count(recipe: RecipeBase, train_examples: int | None) -> int | None:
+    training, world = recipe.training, recipe.hardware.devices * recipe.hardware.nodes
+    if training.max_steps:
+        return training.max_steps
+    if train_examples is None:
+        return None
+    batches = math.ceil(train_examples / (training.batch_size * world))
+    per_epoch = max(1, math.ceil(batches / training.gradient_accumulation))
+    return max(1, math.ceil((training.epochs or 1) * per_epoch))
+
+
+def compute_section(recipe: RecipeBase, footprint: Footprint, data: PlanData) -> dict[str, Any]:
+    """Training FLOPs: the traced forward's FLOPs per example, times (1 forward + the backward: input
+    gradients where a trained layer lies below, weight gradients for the trained share) per example seen."""
+    training = recipe.training
+    world = recipe.hardware.devices * recipe.hardware.nodes
+    steps = step_count(recipe, data.train_examples)
+    share = footprint.trainable / footprint.total if footprint.total else 1.0
+    below = 0.0 if recipe.freeze.strategy == "transfer" and not recipe.freeze.unfreeze_top and not recipe.freeze.train else 1.0
+    factor = 1.0 + below + share + (1.0 if training.gradient_checkpointing else 0.0)
+    per_example = footprint.fit.flops_per_example * factor * data.mean_fill
+    examples = steps * training.batch_size * training.gradient_accumulation * world if steps else None
+    flops = per_example * examples if examples else None
+    gpu = GPUS.get(recipe.hardware.gpu or "")
+    utilisation = QLORA_UTILISATION if recipe.model.quantization else UTILISATION
+    hours = None
+    if flops and gpu:
+        peak = gpu.tflops_fp32 if planned_precision(recipe) == "fp32" else gpu.tflops_16bit
+        hours = flops / (world * peak * 1e12 * utilisation) / 3600
+    return {"train_flops": flops, "flops_per_example": per_example, "steps": steps, "examples_seen": examples,
+            "hours": hours, "gpu": recipe.hardware.gpu, "devices": world, "utilisation": utilisation}
+
+
+def data_section(data: PlanData) -> dict[str, Any]:
+    guidance = data.guidance
+    return {
+        "train_examples": data.train_examples,
+        "eval_examples": data.eval_examples,
+        "amount": data.amount,
+        "balance": data.balance,
+        "mean_fill": round(data.mean_fill, 4),
+        "overlap": data.overlap,
+        "guidance": {"minimum": guidance.minimum, "unit": guidance.unit, "source": guidance.source} if guidance else None,
+        "unavailable": data.unavailable,
+    }
+
+
+def plan_recipe(result: ValidationResult, *, registry: Registry | None = None) -> Plan:
+    """Plan one validated recipe (raises ``RecipeRuntimeError`` for a located mistake, like a base
+    whose config is nowhere at hand)."""
+    from ftrecipe.plan.suggest import suggestions
+
+    recipe = result.recipe
+    assert recipe is not None, "plan a valid recipe"
+    planner = Planner(result, registry)
+    try:
+        registry = planner.registry
+        record = registry.modalities[recipe.model.modality]
+        task = make_task(result, recipe, registry, Path(planner._tmp.name) / "run")
+        data = task.plan_data()
+        footprint = planner.footprint(recipe)
+        current = planner.estimate(recipe)
+        budget = budget_of(recipe)
+        found = verdict(current, budget)
+        settings = settings_of(recipe)
+        by_module: dict[str, dict[str, int]] = {}
+        for param in footprint.params:
+            entry = by_module.setdefault(param.top, {"total": 0, "trainable": 0})
+            entry["total"] += param.numel
+            entry["trainable"] += param.numel if param.trainable else 0
+        memory = {
+            "per_device_bytes": current.expected,
+            "breakdown": current.breakdown,
+            "range": {"low": current.low, "expected": current.expected, "high": current.high},
+            "budget_bytes": budget,
+            "verdict": found,
+            "suggestions": suggestions(planner, recipe, current, budget) if found in ("does not fit", "tight") else [],
+            "host_bytes": footprint.loaded_bytes + HOST_BASELINE,
+            "assumptions": {
+                "precision": settings.precision,
+                "micro_batch": settings.batch_size,
+                "devices": settings.world,
+                "strategy": settings.strategy if settings.world > 1 else "single device",
+                "cuda_context_bytes": 500 << 20 if settings.cuda else 0,
+                "notes": current.notes,
+            },
+        }
+        return Plan(
+            recipe=result.source,
+            plugin={"modality": record.name, "plugin": record.plugin},
+            defaults_used=defaults_used(result, recipe, registry),
+            params={"total": footprint.total, "trainable": footprint.trainable, "strategy": recipe.freeze.strategy,
+                    "by_module": by_module},
+            memory=memory,
+            data=data_section(data),
+            compute=compute_section(recipe, footprint, data),
+            warnings=recipe_warnings(recipe, result.base_dir) + data_warnings(data),
+        )
+    finally:
+        planner.close()

@@ -1,0 +1,64 @@
+"""`ftrecipe plan RECIPE... [--set K=V] [--format text|json|markdown] [--probe N] [--check]`.
+
+Exit codes: 0 planned, 1 a recipe that cannot be planned (or, with ``--check``, does not fit its
+budget), 2 bad input (an invalid recipe, a base whose config is nowhere at hand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from ftrecipe.diagnostics import render
+    from ftrecipe.errors import RecipeRuntimeError, RunFailure
+    from ftrecipe.plan import render as show
+    from ftrecipe.validation import validate_file
+
+    results = [validate_file(path, overrides=args.overrides) for path in args.recipes]
+    invalid = [d for r in results for d in r.diagnostics if d.severity == "error"]
+    if invalid:
+        print(render(invalid, "text"), file=sys.stderr)
+        return EXIT_USAGE
+    from ftrecipe.plan.build import plan_recipe
+
+    plans, code = [], EXIT_OK
+    for result in results:
+        try:
+            plan = plan_recipe(result).as_dict()
+            if args.probe:
+                from ftrecipe.plan.probe import probe
+
+                plan["memory"]["probe"] = probe(result, args.probe)
+        except RecipeRuntimeError as error:
+            print(result.diagnostic(error.path, error.message).text(), file=sys.stderr)
+            return EXIT_USAGE
+        except (NotImplementedError, RunFailure) as error:
+            print(f"ftrecipe plan: {result.source}: {error}", file=sys.stderr)
+            code = EXIT_FAILURE
+            continue
+        except Exception as error:  # noqa: BLE001 - the CLI's last line of defence
+            if args.debug:
+                traceback.print_exc()
+            print(f"ftrecipe plan: {result.source}: {type(error).__name__}: {error}"
+                  + ("" if args.debug else " (run again with --debug for the traceback)"), file=sys.stderr)
+            code = EXIT_FAILURE
+            continue
+        plans.append(plan)
+        if args.check and plan["memory"]["verdict"] == "does not fit":
+            code = max(code, EXIT_FAILURE)
+    if args.format == "json":
+        print(json.dumps(plans[0] if len(plans) == 1 and len(results) == 1 else plans, indent=2))
+    else:
+        print(("\n\n" if args.format == "text" else "\n\n---\n\n").join(
+            (show.text if args.format == "text" else show.markdown)(plan) for plan in plans))
+    if args.check and code == EXIT_FAILURE:
+        over = [p["recipe"] for p in plans if p["memory"]["verdict"] == "does not fit"]
+        if over:
+            print(f"ftrecipe plan: does not fit its memory budget: {', '.join(over)}", file=sys.stderr)
+    return code

@@ -1,0 +1,67 @@
+"""What a reviewer should see in a plan: risky settings, and data against the seed's guidance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftrecipe.data import resolve_sources
+from ftrecipe.hub import looks_like_hub_id
+from ftrecipe.plan_records import PlanData
+from ftrecipe.sections import RecipeBase
+
+USUAL_LEARNING_RATES: dict[tuple[str, str], tuple[float, float]] = {
+    ("adam", "full"): (1e-6, 3e-4),
+    ("adam", "partial"): (1e-6, 3e-4),
+    ("adam", "transfer"): (1e-5, 1e-2),
+    ("adam", "lora"): (1e-5, 3e-3),
+    ("adam", "qlora"): (1e-5, 3e-3),
+    ("sgd", "any"): (1e-4, 0.1),
+    ("adafactor", "any"): (1e-6, 1e-2),
+}
+"""Learning rates fine-tuning usually works with, by optimizer family and freeze strategy; a rate
+more than three times outside the range is flagged."""
+FAR = 3.0
+
+
+def _usual_range(optimizer: str, strategy: str) -> tuple[float, float]:
+    family = "adam" if optimizer.startswith("adamw") else optimizer
+    return USUAL_LEARNING_RATES.get((family, strategy)) or USUAL_LEARNING_RATES[(family, "any")]
+
+
+def recipe_warnings(recipe: RecipeBase, base_dir: Path) -> list[str]:
+    model, data, training = recipe.model, recipe.data, recipe.training
+    warnings: list[str] = []
+    if model.trust_remote_code:
+        warnings.append("model.trust_remote_code is true: the checkpoint's own Python code runs on this machine")
+    if model.init == "pretrained" and "/" in model.base and looks_like_hub_id(model.base) and model.revision is None \
+            and not (base_dir / model.base).exists():
+        warnings.append(f"model.revision is not pinned: '{model.base}' may change under the recipe (pin a commit)")
+    if data.eval is None and data.eval_fraction == 0:
+        warnings.append("no evaluation split: data.eval is not given and data.eval_fraction is 0")
+    elif data.eval is not None and data.train is not None and \
+            set(resolve_sources(data.eval, base_dir)) & set(resolve_sources(data.train, base_dir)):
+        warnings.append("data.eval names the same source as data.train: the evaluation measures memorisation")
+    low, high = _usual_range(training.optimizer, recipe.freeze.strategy)
+    rate = training.learning_rate
+    if rate > high * FAR or rate < low / FAR:
+        warnings.append(f"training.learning_rate {rate:g} is far from the usual {low:g}-{high:g} for "
+                        f"{recipe.freeze.strategy} with {training.optimizer}")
+    return warnings
+
+
+def _quantity(value: float, unit: str) -> str:
+    return f"{value:,.0f} {unit}" if unit != "audio_hours" else f"{value:.2f} hours of audio"
+
+
+def data_warnings(data: PlanData) -> list[str]:
+    warnings = list(data.warnings)
+    if data.unavailable:
+        warnings.append(f"data not read here: {data.unavailable}")
+    if data.overlap:
+        warnings.append(f"{data.overlap} evaluation examples also appear in training")
+    guidance = data.guidance
+    if guidance is not None:
+        amount = data.amount_of(guidance.unit)
+        if amount is not None and amount < guidance.minimum:
+            warnings.append(f"only {_quantity(amount, guidance.unit)}; {guidance.source}")
+    return warnings
