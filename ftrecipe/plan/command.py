@@ -14,12 +14,26 @@ import traceback
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+def quiet_libraries() -> None:
+    """The plan speaks for itself: deprecation notices and optional-kernel chatter of the libraries it
+    builds models with are for ``--debug``."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="transformers|diffusers|peft")
+    for name in ("bitsandbytes", "transformers", "diffusers", "accelerate", "huggingface_hub", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def run_plan(args: argparse.Namespace) -> int:
     from ftrecipe.diagnostics import render
     from ftrecipe.errors import RecipeRuntimeError, RunFailure
     from ftrecipe.plan import render as show
     from ftrecipe.validation import validate_file
 
+    if not args.debug:
+        quiet_libraries()
     results = [validate_file(path, overrides=args.overrides) for path in args.recipes]
     invalid = [d for r in results for d in r.diagnostics if d.severity == "error"]
     if invalid:

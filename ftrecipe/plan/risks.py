@@ -21,6 +21,8 @@ USUAL_LEARNING_RATES: dict[tuple[str, str], tuple[float, float]] = {
 """Learning rates fine-tuning usually works with, by optimizer family and freeze strategy; a rate
 more than three times outside the range is flagged."""
 FAR = 3.0
+WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".yaml", ".yml", ".onnx"}
+"""A base named like a file is a library's asset (``yolo11n.pt``), not a Hugging Face repository."""
 
 
 def _usual_range(optimizer: str, strategy: str) -> tuple[float, float]:
@@ -33,12 +35,10 @@ def recipe_warnings(recipe: RecipeBase, base_dir: Path) -> list[str]:
     warnings: list[str] = []
     if model.trust_remote_code:
         warnings.append("model.trust_remote_code is true: the checkpoint's own Python code runs on this machine")
-    if model.init == "pretrained" and "/" in model.base and looks_like_hub_id(model.base) and model.revision is None \
-            and not (base_dir / model.base).exists():
+    if model.init == "pretrained" and model.revision is None and looks_like_hub_id(model.base) \
+            and Path(model.base).suffix not in WEIGHT_FILE_SUFFIXES and not (base_dir / model.base).exists():
         warnings.append(f"model.revision is not pinned: '{model.base}' may change under the recipe (pin a commit)")
-    if data.eval is None and data.eval_fraction == 0:
-        warnings.append("no evaluation split: data.eval is not given and data.eval_fraction is 0")
-    elif data.eval is not None and data.train is not None and \
+    if data.eval is not None and data.train is not None and \
             set(resolve_sources(data.eval, base_dir)) & set(resolve_sources(data.train, base_dir)):
         warnings.append("data.eval names the same source as data.train: the evaluation measures memorisation")
     low, high = _usual_range(training.optimizer, recipe.freeze.strategy)
@@ -57,6 +57,8 @@ def data_warnings(data: PlanData) -> list[str]:
     warnings = list(data.warnings)
     if data.unavailable:
         warnings.append(f"data not read here: {data.unavailable}")
+    if data.eval_examples == 0:
+        warnings.append("no evaluation examples: the run cannot tell learning from memorising (give data.eval or data.eval_fraction)")
     if data.overlap:
         warnings.append(f"{data.overlap} evaluation examples also appear in training")
     guidance = data.guidance

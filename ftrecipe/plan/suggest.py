@@ -6,13 +6,18 @@ not accept is never suggested) and planned like the recipe itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ftrecipe.plan.memory import Estimate, verdict
 from ftrecipe.sections import RecipeBase
 
-if TYPE_CHECKING:
-    from ftrecipe.plan.build import Planner
+
+class Planner(Protocol):
+    """What suggestions need of :class:`ftrecipe.plan.build.Planner`."""
+
+    def variant(self, overrides: list[str]) -> RecipeBase | None: ...
+
+    def estimate(self, recipe: RecipeBase) -> Estimate: ...
 
 DEVICE_COUNTS = (2, 4, 8)
 
