@@ -75,4 +75,4 @@ def test_the_guides_own_tests_pass(project):
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_echo.py"],
                           cwd=project, capture_output=True, text=True, timeout=900, env={**runner_env(FtrecipeRunner(project)), "PYTHONPATH": ""})
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "3 passed" in done.stdout
+    assert "4 passed" in done.stdout
