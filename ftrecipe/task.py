@@ -264,7 +264,8 @@ class ModalityTask:
     # -- planning (`ftrecipe plan`) -----------------------------------------------------------
     def plan_model(self) -> torch.nn.Module:
         """What :meth:`build_model` returns (head included, before freezing, in the dtype it loads
-        the weights in), built on the meta device from the configuration alone: nothing is read
+        the weights in on the device the recipe is meant for: the plan's recipe has
+        ``hardware.precision`` resolved), built on the meta device from the configuration alone: nothing is read
         from weight files or downloaded. Configs of well-known bases travel with the plugin; a
         local directory or the Hugging Face cache supplies the rest. Raise ``RecipeRuntimeError``
         at ``("model", "base")`` when no config is at hand. With ``model.quantization`` return the

@@ -110,7 +110,12 @@ def structure_key(recipe: RecipeBase) -> str:
 
 
 def make_task(result: ValidationResult, recipe: RecipeBase, registry: Registry, output_dir: Path) -> Any:
+    """The modality's task for planning; its recipe has ``hardware.precision: auto`` resolved the way the
+    plan reads it, so the task loads weights in the dtype of the device the recipe is meant for."""
     from ftrecipe.task import TaskContext
+
+    recipe = recipe.model_copy(deep=True)
+    recipe.hardware.precision = planned_precision(recipe)  # type: ignore[assignment]
 
     task_class = resolve(registry.modalities[recipe.model.modality].task)
     quiet = lambda message: None  # noqa: E731 - the plan reports through its own warnings

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.plugin import DataBundle, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError, load_pretrained
+from ftrecipe.plugin import DataBundle, EvalResult, ModalityTask, ModelAnatomy, PlanData, RecipeRuntimeError, load_pretrained
 from ftrecipe_diffusion import model as sd_model
 from ftrecipe_diffusion.data import SubjectCollator, SubjectDataset
 from ftrecipe_diffusion.loss import draw, dreambooth_loss, per_example_loss, target_of
@@ -21,6 +21,8 @@ SMOKE_INFERENCE_STEPS = 2
 
 class DreamBoothTask(ModalityTask):
     pipeline: Any = None
+    _planned_dtype: torch.dtype | None = None
+    """Set by ``ftrecipe plan``: the weight dtype on the device the recipe is meant for, not this machine's."""
 
     # -- the pipeline --------------------------------------------------------------------------
     def _from_config(self) -> bool:
@@ -33,6 +35,8 @@ class DreamBoothTask(ModalityTask):
     @property
     def weight_dtype(self) -> torch.dtype:
         """The inference dtype the VAE and frozen parts are kept in: the run's mixed precision on a GPU."""
+        if self._planned_dtype is not None:
+            return self._planned_dtype
         if self.recipe.model.dtype != "auto":
             return getattr(torch, self.recipe.model.dtype)
         precision, hardware = self.recipe.hardware.precision, self.recipe.hardware.accelerator
@@ -209,6 +213,33 @@ class DreamBoothTask(ModalityTask):
         adapter = self.save_form() == "adapter"
         return {"library_name": "diffusers", "pipeline_tag": "text-to-image",
                 "tags": ["dreambooth", "stable-diffusion", *(["lora"] if adapter else [])]}
+
+    # -- planning (`ftrecipe plan`): see ftrecipe_diffusion.planning --------------------------------
+    def plan_model(self) -> torch.nn.Module:
+        from ftrecipe_diffusion import planning
+
+        self._planned_dtype = planning.planned_weight_dtype(self.recipe)
+        return planning.plan_model(self)
+
+    def plan_forward(self, model: torch.nn.Module, batch_size: int) -> torch.Tensor:
+        from ftrecipe_diffusion.planning import plan_forward
+
+        return plan_forward(self, model, batch_size)
+
+    def plan_checkpoint_units(self, model: torch.nn.Module) -> list[str]:
+        from ftrecipe_diffusion.planning import plan_checkpoint_units
+
+        return plan_checkpoint_units(model)
+
+    def plan_extras(self, model: torch.nn.Module) -> dict[str, int]:
+        from ftrecipe_diffusion.planning import plan_extras
+
+        return plan_extras(self, model)
+
+    def plan_data(self) -> PlanData:
+        from ftrecipe_diffusion.planning import plan_data
+
+        return plan_data(self)
 
     def save_form(self) -> str:
         return self.recipe.output.save or ("adapter" if self.recipe.freeze.strategy == "lora" else "full")

@@ -73,6 +73,17 @@ def test_a_declared_gpu_gives_the_budget_and_a_time():
     assert plan["compute"]["hours"] > 0 and plan["compute"]["train_flops"] > 0 and plan["compute"]["steps"] > 0
 
 
+def test_precision_auto_is_planned_for_the_declared_gpu():
+    """The task plans with the precision a run on that GPU resolves `auto` to: fp16 where there is no bf16."""
+    dog = ROOT / "recipes" / "sd-dreambooth-dog.yaml"
+    t4 = plan_json(dog, "hardware.precision=auto", "hardware.gpu=t4")["memory"]
+    a100 = plan_json(dog, "hardware.precision=auto", "hardware.gpu=a100-80gb")["memory"]
+    assert (t4["assumptions"]["precision"], a100["assumptions"]["precision"]) == ("fp16-mixed", "bf16-mixed")
+    assert t4["breakdown"]["vae"] == a100["breakdown"]["vae"] > 0  # both 16-bit
+    cpu = plan_json(dog, "hardware.precision=auto", "hardware.accelerator=cpu")["memory"]
+    assert cpu["assumptions"]["precision"] == "fp32" and cpu["breakdown"]["vae"] == 2 * a100["breakdown"]["vae"]
+
+
 def test_risks_a_reviewer_should_see():
     warnings = "\n".join(plan_json(DEMO, "training.learning_rate=0.5", "model.trust_remote_code=true")["warnings"])
     assert "learning_rate 0.5 is far from the usual" in warnings and "trust_remote_code" in warnings

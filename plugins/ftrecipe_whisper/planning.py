@@ -1,0 +1,210 @@
+"""What `ftrecipe plan` learns about a Whisper recipe before any weight is downloaded.
+
+The model is built on the meta device from its config: a local directory's config.json, the configs
+this plugin carries for the openai/whisper-* checkpoints (``configs/<org>--<name>.json``: the
+architecture fields of the hub's config.json), or the Hugging Face cache; a scratch model's config is
+the one ``build_model`` would load (its vocabulary depends on the transcripts). The forward pass is a
+full window of audio with the longest labels the decoder takes. The data is the reader's clips, less
+those longer than the model's window (``build_data`` skips them), in hours of audio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ftrecipe.plugin import DataGuidance, DatasetSplits, PlanData, RecipeRuntimeError, looks_like_hub_id
+from ftrecipe_whisper.manifest import MIN_HOURS_GUIDANCE
+
+if TYPE_CHECKING:
+    from transformers import WhisperConfig
+
+CONFIGS = Path(__file__).with_name("configs")
+GUIDANCE = DataGuidance(MIN_HOURS_GUIDANCE, "audio_hours", f"the seed: Whisper needs about {MIN_HOURS_GUIDANCE:g} hours of audio")
+#: Every Whisper checkpoint listens in windows of 30 s (1500 encoder positions, 50 a second).
+WINDOW_SECONDS = 30.0
+POSITIONS_PER_SECOND = 50
+#: A placeholder transcript for a scratch tokenizer whose transcripts cannot be read here.
+PLACEHOLDER_TRANSCRIPTS = ["zero one two three four five six seven eight nine"]
+
+
+# -- configs --------------------------------------------------------------------------------------
+def carried_config(base: str) -> dict[str, Any] | None:
+    """The config.json this plugin carries for hub id ``base`` (matched without case, as the hub does)."""
+    name = base.replace("/", "--").lower() + ".json"
+    for path in CONFIGS.glob("*.json"):
+        if path.name.lower() == name:
+            return json.loads(path.read_text(encoding="utf-8"))
+    return None
+
+
+def no_config_message(base: str) -> str:
+    """Where the config of ``base`` was looked for, and how to get it (only config.json is needed)."""
+    if not looks_like_hub_id(base):
+        return f"no config for '{base}' here: no such directory"
+    from huggingface_hub import constants
+
+    return (f"no config for '{base}' here: it is not a local directory, not one of the configs the Whisper plugin "
+            f"carries ({CONFIGS}), and not in the Hugging Face cache ({constants.HF_HUB_CACHE}). The plan needs only "
+            f"its config.json: `hf download {base} config.json` where the Hub is reachable (and copy the cache here), "
+            "or set model.base to a directory that holds it")
+
+
+def base_config(model: Any) -> WhisperConfig:
+    """The base's config: a local directory's config.json, a carried config, or the Hugging Face cache."""
+    from transformers import WhisperConfig
+
+    key = ("model", "base")
+    local = Path(model.base).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise RecipeRuntimeError(key, f"'{model.base}' holds no config.json")
+        try:
+            return WhisperConfig.from_pretrained(str(local))
+        except (OSError, ValueError) as error:
+            raise RecipeRuntimeError(key, f"cannot read the config in '{model.base}': {error}") from error
+    carried = carried_config(model.base) if looks_like_hub_id(model.base) else None
+    if carried is not None:
+        return WhisperConfig.from_dict(carried)
+    if looks_like_hub_id(model.base):
+        try:
+            return WhisperConfig.from_pretrained(model.base, local_files_only=True, revision=model.revision)
+        except OSError:
+            pass
+        except ValueError as error:  # in the cache, but not a config this transformers reads
+            raise RecipeRuntimeError(key, f"cannot read the config of '{model.base}': {error}") from error
+    raise RecipeRuntimeError(key, no_config_message(model.base))
+
+
+@contextlib.contextmanager
+def unpacked_sequences() -> Iterator[None]:
+    """Let a meta forward pass build the decoder's causal mask: every row is one whole sequence.
+
+    Without an attention mask and a cache, Transformers' mask builder looks for packed sequences in
+    the position ids (``find_packed_sequence_indices``), a check on values that meta tensors cannot
+    answer (``.item()``). Whisper's labels are never packed, so the answer is known: none.
+    """
+    from transformers import masking_utils
+
+    original = getattr(masking_utils, "find_packed_sequence_indices", None)
+    if original is None:
+        yield
+        return
+    masking_utils.find_packed_sequence_indices = lambda position_ids: None
+    try:
+        yield
+    finally:
+        masking_utils.find_packed_sequence_indices = original
+
+
+def clip_key(row: dict[str, Any]) -> tuple[str, str]:
+    """A clip's identity: its file (or its samples, for generated audio) and its transcript."""
+    audio = row["audio"]
+    source = os.path.realpath(audio) if isinstance(audio, str) else hashlib.sha1(np.asarray(audio).tobytes()).hexdigest()
+    return source, row["text"]
+
+
+def is_hours_warning(message: str) -> bool:
+    """The reader's "only N h of training audio" warning: the plan says it from the guidance instead."""
+    return message.startswith("only ") and "of training audio" in message
+
+
+# -- the plan -------------------------------------------------------------------------------------
+class WhisperPlan:
+    """The Whisper task's plan: one window of audio and the decoder's longest labels per example."""
+
+    def __init__(self, task: Any) -> None:
+        self.task, self.recipe = task, task.recipe
+        self.scratch = task._from_config()
+        self.unavailable: str | None = None
+
+    @functools.cached_property
+    def splits(self) -> DatasetSplits | None:
+        """The format reader's clips, read once; None when they cannot be read here (see ``unavailable``)."""
+        try:
+            return self.task.read_data()
+        except RecipeRuntimeError as error:
+            self.unavailable = error.message
+            return None
+
+    @functools.cached_property
+    def config(self) -> WhisperConfig:
+        """The config ``build_model`` loads: the base's, or the scratch model's built from the transcripts."""
+        if not self.scratch:
+            return base_config(self.recipe.model)
+        from transformers import WhisperConfig
+
+        # The tiny model's vocabulary is a BPE of the transcripts: build it as build_data does.
+        transcripts = [row["text"] for row in self.splits.train] if self.splits is not None else PLACEHOLDER_TRANSCRIPTS
+        self.task._build_processor(transcripts)
+        return WhisperConfig.from_pretrained(self.task.source)
+
+    def dtype(self) -> torch.dtype:
+        """``model.dtype``, else what ``from_pretrained`` picks: the config's dtype (float16 for
+        whisper-large-v3), else float32."""
+        if not self.scratch and self.recipe.model.dtype != "auto":
+            return getattr(torch, self.recipe.model.dtype)
+        dtype = self.config.dtype
+        return (getattr(torch, dtype) if isinstance(dtype, str) else dtype) or torch.float32
+
+    def model(self) -> torch.nn.Module:
+        from transformers import AutoModelForSpeechSeq2Seq
+
+        config, dtype = self.config, self.dtype()  # (a scratch config is made on the CPU, before going meta)
+        with torch.device("meta"):
+            return AutoModelForSpeechSeq2Seq.from_config(config, dtype=dtype, trust_remote_code=self.recipe.model.trust_remote_code)
+
+    def forward(self, model: torch.nn.Module, batch_size: int) -> torch.Tensor:
+        """A full window of log-mel features and labels as long as the decoder takes (the task does not
+        cut transcripts, so the decoder's ``max_target_positions`` bounds them)."""
+        config = model.config
+        features_dtype = next((p.dtype for n, p in model.named_parameters() if n.endswith("conv1.weight")), torch.float32)
+        features = torch.zeros((batch_size, config.num_mel_bins, 2 * config.max_source_positions), dtype=features_dtype,
+                               device="meta")
+        labels = torch.zeros((batch_size, config.max_target_positions), dtype=torch.long, device="meta")
+        with unpacked_sequences():
+            return model(input_features=features, labels=labels, use_cache=False).loss
+
+    def window(self) -> float:
+        """Seconds of audio the model hears at once; ``build_data`` skips longer clips."""
+        if self.scratch:
+            return float(self.recipe.model.config.get("chunk_length", 5))  # _build_processor's default
+        extractor = Path(self.recipe.model.base).expanduser() / "preprocessor_config.json"
+        if extractor.is_file():
+            return float(json.loads(extractor.read_text(encoding="utf-8")).get("chunk_length", WINDOW_SECONDS))
+        try:
+            return self.config.max_source_positions / POSITIONS_PER_SECOND
+        except RecipeRuntimeError:
+            return WINDOW_SECONDS
+
+    def data(self) -> PlanData:
+        splits = self.splits
+        if splits is None:
+            return PlanData(unavailable=self.unavailable, guidance=GUIDANCE)
+        window, report = self.window(), splits.report
+        train = [row for row in splits.train if row["duration"] <= window]
+        evaluation = [row for row in splits.eval or [] if row["duration"] <= window]
+        warnings = [w for w in report.warnings if not is_hours_warning(w)]
+        too_long = len(splits.train) + len(splits.eval or []) - len(train) - len(evaluation)
+        if too_long:
+            stop = " (data.on_error is fail: the run stops at the first)" if self.recipe.data.on_error == "fail" else ""
+            warnings.append(f"{too_long} clip(s) are longer than the model's {window:g} s window and are skipped{stop}")
+        if report.skipped:
+            where, why = next(iter(report.skipped.items()))
+            warnings.append(f"{len(report.skipped)} clip(s) are skipped when read, e.g. {where}: {why}")
+        overlap = None
+        if self.recipe.data.eval is not None or self.recipe.data.format == "synthetic":
+            seen = {clip_key(row) for row in train}
+            overlap = sum(clip_key(row) in seen for row in evaluation)
+        return PlanData(train_examples=len(train), eval_examples=len(evaluation),
+                        amount={"audio_hours": sum(row["duration"] for row in train) / 3600.0},
+                        mean_fill=1.0, overlap=overlap, guidance=GUIDANCE, warnings=warnings)
