@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ftrecipe.registry import get_registry
 from ftrecipe.validation import ValidationResult, validate_data
 
 
@@ -59,9 +60,14 @@ def _state_tensors(value: Any) -> list[torch.Tensor]:
 
 
 def measure_step(models: list[torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict[str, int]:
-    """Bytes of the training models' parameters (quantisation state included), gradients and optimizer state."""
+    """Bytes of the training models' parameters (quantisation state included), gradients and optimizer
+    state. A model counts if the optimizer trains some of its parameters (a library may run a forward
+    in training mode on a model it builds and drops, like Ultralytics' stride probe)."""
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
     params: dict[int, torch.Tensor] = {}
     for model in models:
+        if not any(id(p) in optimized for p in model.parameters()):
+            continue
         for param in model.parameters():
             params.setdefault(id(param), param)
     seen: set[tuple[int, int]] = set()
@@ -114,15 +120,20 @@ class _Watcher:
             handle.remove()
 
 
-def local_overrides(steps: int, precision: str) -> list[str]:
-    """Run here: this machine's device, one process, N steps and no evaluation worth the wait."""
-    overrides = ["hardware.devices=1", "hardware.nodes=1", f"training.max_steps={steps + 1}",
-                 "evaluation.before_training=false", "evaluation.max_examples=1"]
+def local_overrides(recipe: Any, steps: int) -> list[str]:
+    """Run here: this machine's device, one process, N steps and no evaluation worth the wait (keys the
+    modality does not read are left alone)."""
+    from ftrecipe.validation import unread_keys
+
+    overrides = [f"training.max_steps={steps + 1}", "evaluation.before_training=false", "evaluation.max_examples=1"]
+    if recipe.hardware.devices != 1 or recipe.hardware.nodes != 1:
+        overrides += ["hardware.devices=1", "hardware.nodes=1"]
     if not torch.cuda.is_available():
         overrides.append("hardware.accelerator=cpu")
-        if precision in ("auto", "fp16-mixed"):  # what a CPU run resolves `auto` to; fp16 autocast needs CUDA
+        if recipe.hardware.precision in ("auto", "fp16-mixed"):  # a CPU run's `auto`; fp16 autocast needs CUDA
             overrides.append("hardware.precision=fp32")
-    return overrides
+    unread = unread_keys(get_registry(), recipe.model.modality, recipe.data.format)
+    return [o for o in overrides if not any(o.startswith(key + ".") or o.startswith(key + "=") for key in unread)]
 
 
 def probe(result: ValidationResult, steps: int) -> dict[str, Any]:
@@ -130,12 +141,11 @@ def probe(result: ValidationResult, steps: int) -> dict[str, Any]:
     from ftrecipe.errors import RunFailure
     from ftrecipe.plan.build import plan_recipe
     from ftrecipe.records import resolve
-    from ftrecipe.registry import get_registry
     from ftrecipe.runner.entry import Run, RunOptions
 
     if steps < 1:
         raise RunFailure("--probe needs at least 1 step")
-    here = validate_data(copy.deepcopy(result.written), source=result.source, overrides=local_overrides(steps, result.recipe.hardware.precision))
+    here = validate_data(copy.deepcopy(result.written), source=result.source, overrides=local_overrides(result.recipe, steps))
     if not here.ok:
         raise RunFailure("the recipe cannot run on this machine: " + "; ".join(d.text() for d in here.diagnostics))
     here.base_dir = result.base_dir
