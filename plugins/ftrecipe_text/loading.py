@@ -134,10 +134,11 @@ def _quantised_load(auto_class: Any, source: Any, model_type: str | None, recipe
 
 
 def from_config(recipe: Any, tokenizer: Any, auto_class: Any, **extra: Any) -> torch.nn.Module:
-    """A randomly initialised tiny model of the base's family (seeded by the runner)."""
+    """A randomly initialised tiny model of the base's family (seeded by the runner), in the recipe's
+    weight dtype like a pretrained base (``model.dtype``; bf16 for LoRA under bf16 mixed precision)."""
     overrides = {k: v for k, v in recipe.model.config.items() if k != "vocab_size"}
     config = tiny_config(family(recipe), len(tokenizer), **special_ids(tokenizer), **extra, **overrides)
-    model = auto_class.from_config(config)
+    model = auto_class.from_config(config, dtype=weight_dtype(recipe))
     quantization = quantization_config(recipe)
     if quantization is None:
         return model

@@ -238,12 +238,11 @@ class TextPlan:
         return tiny_config(family(self.recipe), vocab, **ids, **extra, **overrides)
 
     def build(self, auto_class: Any, config: Any) -> torch.nn.Module:
-        """``build_model``'s dtype and attention: a scratch model is made in fp32 and only a quantised one
-        reloaded in the recipe's weight dtype; a pretrained one loads in it."""
+        """``build_model``'s dtype and attention: the recipe's weight dtype, scratch or pretrained (a scratch
+        model keeps the config's default attention)."""
         recipe = self.recipe
         if self.scratch:
-            dtype = weight_dtype(recipe) if recipe.model.quantization is not None else None
-            return build_on_meta(auto_class, config, recipe, dtype=dtype, attn=None)
+            return build_on_meta(auto_class, config, recipe, dtype=weight_dtype(recipe), attn=None)
         attn = getattr(recipe.model, "attn_implementation", "auto")
         return build_on_meta(auto_class, config, recipe, dtype=weight_dtype(recipe), attn=None if attn == "auto" else attn)
 
