@@ -14,6 +14,15 @@ import traceback
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+def never_download() -> None:
+    """A plan reads configs, tokenizers and datasets from this machine only (local folders, the Hugging
+    Face cache): the hub clients are told so before they are imported."""
+    import os
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[name] = "1"
+
+
 def quiet_libraries() -> None:
     """The plan speaks for itself: deprecation notices and optional-kernel chatter of the libraries it
     builds models with are for ``--debug``."""
@@ -32,6 +41,7 @@ def run_plan(args: argparse.Namespace) -> int:
     from ftrecipe.plan import render as show
     from ftrecipe.validation import validate_file
 
+    never_download()
     if not args.debug:
         quiet_libraries()
     results = [validate_file(path, overrides=args.overrides) for path in args.recipes]

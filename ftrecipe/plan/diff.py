@@ -261,8 +261,9 @@ def diff_recipes(old: ValidationResult, new: ValidationResult, planner: Planner 
 def _default_planner() -> Planner:
     def plan(result: ValidationResult) -> Any:
         from ftrecipe.plan.build import plan_recipe  # may import torch: only once both sides are valid
-        from ftrecipe.plan.command import quiet_libraries
+        from ftrecipe.plan.command import never_download, quiet_libraries
 
+        never_download()
         quiet_libraries()
         return plan_recipe(result)
 

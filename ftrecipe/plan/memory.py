@@ -247,3 +247,12 @@ def human(size: float | None) -> str:
     if abs(size) >= MIB:
         return f"{size / MIB:.1f} MiB"
     return f"{size / 1024:.1f} KiB"
+
+
+def duration(hours: float) -> str:
+    """1.5 h, 12 min, 40 s."""
+    if hours >= 1:
+        return f"{hours:,.1f} h"
+    if hours * 60 >= 1:
+        return f"{hours * 60:.0f} min"
+    return f"{hours * 3600:.0f} s"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftrecipe.plan.memory import human
+from ftrecipe.plan.memory import duration, human
 
 COMPONENTS = {
     "weights": "weights",
@@ -28,17 +28,23 @@ def _flops(value: float | None) -> str:
     return "-" if not value else f"{value:.2e}"
 
 
+def _quantity(unit: str, value: float) -> str:
+    if unit == "audio_hours":
+        return f"{duration(value)} of audio"
+    return f"{value:,.0f} {unit.replace('_', ' ')}" if value == int(value) or value >= 100 else f"{value:,.2f} {unit.replace('_', ' ')}"
+
+
 def _amount(data: dict[str, Any]) -> str:
     parts = [f"{_count(data['train_examples'])} train / {_count(data['eval_examples'])} eval examples"]
     for unit, value in data["amount"].items():
-        parts.append(f"{value:,.2f} {unit.replace('_', ' ')}" if value < 100 else f"{value:,.0f} {unit.replace('_', ' ')}")
+        parts.append(_quantity(unit, value))
     return "; ".join(parts) if data["train_examples"] is not None else f"not read here ({data['unavailable']})"
 
 
 def _time(compute: dict[str, Any]) -> str:
     if compute["hours"] is None:
         return "no hardware.gpu declared: time not estimated" if compute["train_flops"] else "unknown (no data size)"
-    return (f"about {compute['hours']:.2f} h on {compute['devices']} x {compute['gpu']} "
+    return (f"about {duration(compute['hours'])} on {compute['devices']} x {compute['gpu']} "
             f"at {compute['utilisation']:.0%} utilisation")
 
 
@@ -72,7 +78,7 @@ def text(plan: dict[str, Any]) -> str:
         sets = " ".join(f"--set {s}" for s in suggestion["set"])
         lines.append(f"  try: {suggestion['change']}: saves {human(suggestion['saves_bytes'])} -> "
                      f"{human(suggestion['per_device_bytes'])} ({suggestion['verdict']})  {sets}")
-    lines.append(f"  host memory for loading about {human(memory['host_bytes'])}")
+    lines.append(f"  host memory for loading: up to {human(memory['host_bytes'])}")
     lines.append(f"data  {_amount(data)}")
     if data["balance"]:
         lines.append("  balance: " + ", ".join(f"{k} {v:,}" for k, v in data["balance"].items()))

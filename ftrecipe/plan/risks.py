@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ftrecipe.data import resolve_sources
 from ftrecipe.hub import looks_like_hub_id
+from ftrecipe.plan.memory import duration
 from ftrecipe.plan_records import PlanData
 from ftrecipe.sections import RecipeBase
 
@@ -50,7 +51,7 @@ def recipe_warnings(recipe: RecipeBase, base_dir: Path) -> list[str]:
 
 
 def _quantity(value: float, unit: str) -> str:
-    return f"{value:,.0f} {unit}" if unit != "audio_hours" else f"{value:.2f} hours of audio"
+    return f"{value:,.0f} {unit}" if unit != "audio_hours" else f"{duration(value)} of audio"
 
 
 def data_warnings(data: PlanData) -> list[str]:

@@ -62,13 +62,13 @@ def test_8bit_adamw_states_match_bitsandbytes():
 @pytest.mark.parametrize("double_quant", [True, False])
 def test_4bit_weights_are_the_bytes_bitsandbytes_holds(double_quant):
     bnb = pytest.importorskip("bitsandbytes", reason="bitsandbytes is the quantization extra")
-    layer = bnb.nn.Linear4bit(300, 200, bias=False, compute_dtype=torch.bfloat16, compress_statistics=double_quant,
+    layer = bnb.nn.Linear4bit(300, 200, bias=True, compute_dtype=torch.bfloat16, compress_statistics=double_quant,
                               quant_type="nf4")
     layer.weight = bnb.nn.Params4bit(torch.randn(200, 300).to(torch.bfloat16), requires_grad=False,
                                      compress_statistics=double_quant, quant_type="nf4")
     layer = layer.to("cpu")
-    measured = measure_step([layer], torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1))
-    assert measured["weights"] == quantized_bytes(200 * 300, 200, 4, double_quant)
+    measured = measure_step([layer], torch.optim.SGD([layer.bias], lr=0.1))  # the bias trains, as under LoRA's bias: all
+    assert measured["weights"] == quantized_bytes(200 * 300, 200, 4, double_quant) + 200 * layer.bias.element_size()
 
 
 def test_sharding_and_ddp_split_the_static_part():
