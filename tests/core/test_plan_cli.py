@@ -127,3 +127,12 @@ def test_every_shipped_recipe_plans_offline(path):
     assert plan["params"]["trainable"] > 0 and plan["memory"]["per_device_bytes"] > 0
     if "memory:" in path.read_text() or "gpu:" in path.read_text():
         assert plan["memory"]["verdict"] in ("fits", "tight")
+
+
+def test_the_readme_shows_what_the_plan_prints(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    readme = (ROOT / "README.md").read_text()
+    command = "$ ftrecipe plan recipes/llama2-7b-sql-qlora.yaml"
+    shown = readme.split(command, 1)[1].split("```", 1)[0].strip("\n").splitlines()
+    printed = run_cli("plan", "recipes/llama2-7b-sql-qlora.yaml").stdout.splitlines()
+    assert shown and all(line in printed for line in shown), [line for line in shown if line not in printed]
