@@ -8,6 +8,7 @@ its pretrained parts through :func:`load_pretrained`, so the advice reads the sa
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import socket
@@ -85,3 +86,56 @@ def load_pretrained(
         return load(source, **kwargs)
     except (OSError, ValueError) as error:  # missing files, or a folder that holds something else
         raise RecipeRuntimeError(key, missing_message(source, what, error)) from error
+
+
+def carried_config(folder: Path, source: str, aliases: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The ``config.json`` a plugin carries for hub id ``source`` in ``folder`` (``org--name.json``,
+    matched without case as the Hub matches ids; ``aliases`` maps other ids onto carried ones)."""
+    name = (aliases or {}).get(source.lower(), source).replace("/", "--").lower() + ".json"
+    for path in folder.glob("*.json"):
+        if path.name.lower() == name:
+            return json.loads(path.read_text(encoding="utf-8"))
+    return None
+
+
+def find_config(
+    source: str,
+    *,
+    load: Callable[..., T],
+    from_dict: Callable[[dict[str, Any]], T],
+    carried: Path,
+    aliases: dict[str, str] | None = None,
+    key: tuple[str | int, ...] = ("model", "base"),
+    **kwargs: Any,
+) -> T:
+    """A base's config without downloading anything, for `ftrecipe plan`: a local directory's
+    ``config.json`` (``load(directory)``), one the plugin carries in ``carried``
+    (``from_dict(json)``), or the Hugging Face cache (``load(source, local_files_only=True)``).
+    ``kwargs`` go to ``load`` (``revision``, ``trust_remote_code``). None found is a
+    :class:`~ftrecipe.errors.RecipeRuntimeError` at ``key`` that says where it looked."""
+    local = Path(source).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise RecipeRuntimeError(key, f"'{source}' holds no config.json")
+        try:
+            return load(str(local), **{k: v for k, v in kwargs.items() if k != "revision"})
+        except (OSError, ValueError) as error:
+            raise RecipeRuntimeError(key, f"cannot read the config in '{source}': {error}") from error
+    if not looks_like_hub_id(source):
+        raise RecipeRuntimeError(key, f"no config for '{source}' here: no such directory")
+    found = carried_config(carried, source, aliases)
+    if found is not None:
+        return from_dict(found)
+    try:
+        return load(source, local_files_only=True, **kwargs)
+    except OSError:
+        pass
+    except ValueError as error:  # in the cache, but not a config this library reads
+        raise RecipeRuntimeError(key, f"cannot read the config of '{source}': {error}") from error
+    from huggingface_hub import constants
+
+    raise RecipeRuntimeError(key, (
+        f"no config for '{source}' here: it is not a local directory, not one of the configs the plugin carries "
+        f"({carried}), and not in the Hugging Face cache ({constants.HF_HUB_CACHE}). The plan needs only its "
+        f"config.json: `hf download {source} config.json` where the Hub is reachable (and copy the cache here), "
+        "or set this key to a directory that holds it"))

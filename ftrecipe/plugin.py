@@ -37,7 +37,7 @@ from ftrecipe.data import (
 from ftrecipe.errors import RecipeRuntimeError, RunFailure
 from ftrecipe.freeze import FreezeReport, ModelAnatomy
 from ftrecipe.hookspec import hookimpl
-from ftrecipe.hub import load_pretrained, looks_like_hub_id
+from ftrecipe.hub import find_config, load_pretrained, looks_like_hub_id
 from ftrecipe.records import Augmentation, Callback, DatasetFormat, Metric, Modality, Problem, resolve
 from ftrecipe.plan_records import DataGuidance, PlanData
 from ftrecipe.registry import Registry
@@ -125,6 +125,7 @@ __all__ = [
     "ROW_FILE_SUFFIXES",
     # models from a hub or a folder
     "load_pretrained",
+    "find_config",
     "looks_like_hub_id",
     # errors
     "RecipeRuntimeError",

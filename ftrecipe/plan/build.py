@@ -138,7 +138,7 @@ def measure(task: Any, recipe: RecipeBase) -> Footprint:
     if compute is not None:
         model.to(compute)
     model.train()
-    if getattr(model, "is_gradient_checkpointing", False) and hasattr(model, "gradient_checkpointing_disable"):
+    if hasattr(model, "gradient_checkpointing_disable"):  # (QLoRA's preparation may have switched it on)
         model.gradient_checkpointing_disable()  # the plan composes checkpointing from per-unit numbers
     one = trace_forward(task, model, 1, units, head)
     two = trace_forward(task, model, 2, units, head)

@@ -147,6 +147,35 @@ def _regions(model: torch.nn.Module, units: list[str], head: list[str], stack: l
             handle.remove()
 
 
+@contextmanager
+def no_value_checks() -> Iterator[None]:
+    """Answer the value-dependent checks libraries make in a forward pass, which meta tensors cannot.
+
+    Without an attention mask and a cache, Transformers' mask builder looks for packed sequences in the
+    position ids (``find_packed_sequence_indices``, an ``.item()``). On meta it can only be told "none":
+    the plan then counts the causal path (fused attention, no mask), which is what packed rows cost too.
+    """
+    import sys
+
+    masking = sys.modules.get("transformers.masking_utils")
+    original = getattr(masking, "find_packed_sequence_indices", None)
+    if original is None:
+        yield
+        return
+    masking.find_packed_sequence_indices = lambda position_ids: None
+    try:
+        yield
+    finally:
+        masking.find_packed_sequence_indices = original
+
+
+def forward_as_planned(task: ModalityTask, model: torch.nn.Module, batch_size: int) -> Any:
+    """``task.plan_forward`` as the plan runs it (library value checks answered), without recording
+    anything: what a plugin's tests call to see that its forward pass runs on meta tensors."""
+    with no_value_checks():
+        return task.plan_forward(model, batch_size)
+
+
 def _count_depth(depth: list[int], step: int, module: Any, *args: Any) -> None:
     depth[0] += step
 
@@ -207,6 +236,7 @@ def trace_forward(task: ModalityTask, model: torch.nn.Module, batch_size: int, u
         stack_ctx.enter_context(_regions(model, units, head, stack, after_head))
         attention = stack_ctx.enter_context(_AttentionAsFused())
         counter = stack_ctx.enter_context(FlopCounterMode(display=False))
+        stack_ctx.enter_context(no_value_checks())
         stack_ctx.enter_context(torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
         task.plan_forward(model, batch_size)
     trace.flops = float(counter.get_total_flops()) + attention.flops

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ftrecipe.plugin import DataGuidance, DatasetSplits, PlanData, RecipeRuntimeError, looks_like_hub_id
+from ftrecipe.plugin import DataGuidance, DatasetSplits, PlanData, RecipeRuntimeError, find_config
 from ftrecipe_text.causal_lm import _check_packable
 from ftrecipe_text.loading import builds_from_config, family, load_tokenizer, quantisable_linear_layers, special_ids, weight_dtype
 from ftrecipe_text.tiny import tiny_config
@@ -50,52 +50,14 @@ NOMINAL_SPECIAL_IDS = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
 
 
 # -- configs --------------------------------------------------------------------------------------
-def carried_config(base: str) -> dict[str, Any] | None:
-    """The config.json this plugin carries for hub id ``base`` (matched without case, as the hub does)."""
-    name = ALIASES.get(base.lower(), base).replace("/", "--").lower() + ".json"
-    for path in CONFIGS.glob("*.json"):
-        if path.name.lower() == name:
-            return json.loads(path.read_text(encoding="utf-8"))
-    return None
-
-
-def no_config_message(base: str) -> str:
-    """Where the config of ``base`` was looked for, and how to get it (only config.json is needed)."""
-    if not looks_like_hub_id(base):
-        return f"no config for '{base}' here: no such directory"
-    from huggingface_hub import constants
-
-    return (f"no config for '{base}' here: it is not a local directory, not one of the configs the text plugin carries "
-            f"({CONFIGS}), and not in the Hugging Face cache ({constants.HF_HUB_CACHE}). The plan needs only its config.json: "
-            f"`hf download {base} config.json` where the Hub is reachable (and copy the cache here), or set model.base "
-            "to a directory that holds it")
-
-
 def base_config(recipe: Any) -> PretrainedConfig:
     """The base's config: a local directory's config.json, a carried config, or the Hugging Face cache."""
     from transformers import CONFIG_MAPPING, AutoConfig
 
-    model, key = recipe.model, ("model", "base")
-    local = Path(model.base).expanduser()
-    if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise RecipeRuntimeError(key, f"'{model.base}' holds no config.json")
-        try:
-            return AutoConfig.from_pretrained(str(local), trust_remote_code=model.trust_remote_code)
-        except (OSError, ValueError) as error:
-            raise RecipeRuntimeError(key, f"cannot read the config in '{model.base}': {error}") from error
-    carried = carried_config(model.base) if looks_like_hub_id(model.base) else None
-    if carried is not None:
-        return CONFIG_MAPPING[carried["model_type"]].from_dict(carried)
-    if looks_like_hub_id(model.base):
-        try:
-            return AutoConfig.from_pretrained(model.base, local_files_only=True, revision=model.revision,
-                                              trust_remote_code=model.trust_remote_code)
-        except OSError:
-            pass
-        except ValueError as error:  # in the cache, but not a config this transformers reads
-            raise RecipeRuntimeError(key, f"cannot read the config of '{model.base}': {error}") from error
-    raise RecipeRuntimeError(key, no_config_message(model.base))
+    model = recipe.model
+    return find_config(model.base, load=AutoConfig.from_pretrained, carried=CONFIGS, aliases=ALIASES,
+                       from_dict=lambda data: CONFIG_MAPPING[data["model_type"]].from_dict(data),
+                       revision=model.revision, trust_remote_code=model.trust_remote_code)
 
 
 def build_on_meta(auto_class: Any, config: Any, recipe: Any, *, dtype: torch.dtype | None, attn: str | None) -> torch.nn.Module:
@@ -109,27 +71,6 @@ def build_on_meta(auto_class: Any, config: Any, recipe: Any, *, dtype: torch.dty
     swap = quantisable_linear_layers(config.model_type) if quantised else contextlib.nullcontext()
     with swap, torch.device("meta"):
         return auto_class.from_config(config, **kwargs)
-
-
-@contextlib.contextmanager
-def unpacked_sequences() -> Iterator[None]:
-    """Let a meta forward pass build its causal mask: every row is one whole sequence.
-
-    Without an attention mask and a cache, Transformers' mask builder looks for packed sequences in
-    the position ids (``find_packed_sequence_indices``), a check on values that meta tensors cannot
-    answer (``.item()``). The plan is made for full-length rows, so the answer is known: none.
-    """
-    from transformers import masking_utils
-
-    original = getattr(masking_utils, "find_packed_sequence_indices", None)
-    if original is None:
-        yield
-        return
-    masking_utils.find_packed_sequence_indices = lambda position_ids: None
-    try:
-        yield
-    finally:
-        masking_utils.find_packed_sequence_indices = original
 
 
 # -- tokenizers -----------------------------------------------------------------------------------
@@ -303,8 +244,7 @@ class CausalLMPlan(TextPlan):
     def forward(self, model: torch.nn.Module, batch_size: int) -> torch.Tensor:
         """``batch_size`` rows of ``max_length`` tokens with their labels: no mask, as packed rows train."""
         ids = torch.zeros((batch_size, self.recipe.data.max_length), dtype=torch.long, device="meta")
-        with unpacked_sequences():
-            return model(input_ids=ids, labels=ids, use_cache=False).loss
+        return model(input_ids=ids, labels=ids, use_cache=False).loss
 
     @functools.cached_property
     def parameters(self) -> int:
@@ -393,8 +333,7 @@ class ClassificationPlan(TextPlan):
         """``batch_size`` texts of ``max_length`` tokens and their labels."""
         ids = torch.zeros((batch_size, self.recipe.data.max_length), dtype=torch.long, device="meta")
         labels = torch.zeros((batch_size,), dtype=torch.long, device="meta")
-        with unpacked_sequences():
-            return model(input_ids=ids, labels=labels).loss
+        return model(input_ids=ids, labels=labels).loss
 
     def data(self) -> PlanData:
         splits = self.splits

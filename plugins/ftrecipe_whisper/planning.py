@@ -10,19 +10,17 @@ those longer than the model's window (``build_data`` skips them), in hours of au
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ftrecipe.plugin import DataGuidance, DatasetSplits, PlanData, RecipeRuntimeError, looks_like_hub_id
+from ftrecipe.plugin import DataGuidance, DatasetSplits, PlanData, RecipeRuntimeError, find_config
 from ftrecipe_whisper.manifest import MIN_HOURS_GUIDANCE
 
 if TYPE_CHECKING:
@@ -38,72 +36,12 @@ PLACEHOLDER_TRANSCRIPTS = ["zero one two three four five six seven eight nine"]
 
 
 # -- configs --------------------------------------------------------------------------------------
-def carried_config(base: str) -> dict[str, Any] | None:
-    """The config.json this plugin carries for hub id ``base`` (matched without case, as the hub does)."""
-    name = base.replace("/", "--").lower() + ".json"
-    for path in CONFIGS.glob("*.json"):
-        if path.name.lower() == name:
-            return json.loads(path.read_text(encoding="utf-8"))
-    return None
-
-
-def no_config_message(base: str) -> str:
-    """Where the config of ``base`` was looked for, and how to get it (only config.json is needed)."""
-    if not looks_like_hub_id(base):
-        return f"no config for '{base}' here: no such directory"
-    from huggingface_hub import constants
-
-    return (f"no config for '{base}' here: it is not a local directory, not one of the configs the Whisper plugin "
-            f"carries ({CONFIGS}), and not in the Hugging Face cache ({constants.HF_HUB_CACHE}). The plan needs only "
-            f"its config.json: `hf download {base} config.json` where the Hub is reachable (and copy the cache here), "
-            "or set model.base to a directory that holds it")
-
-
 def base_config(model: Any) -> WhisperConfig:
     """The base's config: a local directory's config.json, a carried config, or the Hugging Face cache."""
     from transformers import WhisperConfig
 
-    key = ("model", "base")
-    local = Path(model.base).expanduser()
-    if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise RecipeRuntimeError(key, f"'{model.base}' holds no config.json")
-        try:
-            return WhisperConfig.from_pretrained(str(local))
-        except (OSError, ValueError) as error:
-            raise RecipeRuntimeError(key, f"cannot read the config in '{model.base}': {error}") from error
-    carried = carried_config(model.base) if looks_like_hub_id(model.base) else None
-    if carried is not None:
-        return WhisperConfig.from_dict(carried)
-    if looks_like_hub_id(model.base):
-        try:
-            return WhisperConfig.from_pretrained(model.base, local_files_only=True, revision=model.revision)
-        except OSError:
-            pass
-        except ValueError as error:  # in the cache, but not a config this transformers reads
-            raise RecipeRuntimeError(key, f"cannot read the config of '{model.base}': {error}") from error
-    raise RecipeRuntimeError(key, no_config_message(model.base))
-
-
-@contextlib.contextmanager
-def unpacked_sequences() -> Iterator[None]:
-    """Let a meta forward pass build the decoder's causal mask: every row is one whole sequence.
-
-    Without an attention mask and a cache, Transformers' mask builder looks for packed sequences in
-    the position ids (``find_packed_sequence_indices``), a check on values that meta tensors cannot
-    answer (``.item()``). Whisper's labels are never packed, so the answer is known: none.
-    """
-    from transformers import masking_utils
-
-    original = getattr(masking_utils, "find_packed_sequence_indices", None)
-    if original is None:
-        yield
-        return
-    masking_utils.find_packed_sequence_indices = lambda position_ids: None
-    try:
-        yield
-    finally:
-        masking_utils.find_packed_sequence_indices = original
+    return find_config(model.base, load=WhisperConfig.from_pretrained, from_dict=WhisperConfig.from_dict, carried=CONFIGS,
+                       revision=model.revision)
 
 
 def clip_key(row: dict[str, Any]) -> tuple[str, str]:
@@ -171,8 +109,7 @@ class WhisperPlan:
         features = torch.zeros((batch_size, config.num_mel_bins, 2 * config.max_source_positions), dtype=features_dtype,
                                device="meta")
         labels = torch.zeros((batch_size, config.max_target_positions), dtype=torch.long, device="meta")
-        with unpacked_sequences():
-            return model(input_features=features, labels=labels, use_cache=False).loss
+        return model(input_features=features, labels=labels, use_cache=False).loss
 
     def window(self) -> float:
         """Seconds of audio the model hears at once; ``build_data`` skips longer clips."""

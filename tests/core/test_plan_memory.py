@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ftrecipe.plan.memory import ParamInfo, Settings, optimizer_state_bytes, quantized_bytes, static_bytes
+from ftrecipe.plan.memory import ParamInfo, Settings, quantized_bytes, static_bytes
 from ftrecipe.plan.probe import measure_step
 
 

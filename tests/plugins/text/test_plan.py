@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ftrecipe.plan.measure import forward_as_planned
 from ftrecipe.plugin import RecipeRuntimeError, TaskContext, resolve
 from ftrecipe.registry import get_registry
 from ftrecipe.validation import validate_file
@@ -252,7 +253,7 @@ def frozen_for_training(task) -> torch.nn.Module:
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_forward_pass_runs_on_meta_with_a_loss(case, tmp_path, dirs):
     task = task_of(CASES[case](tmp_path, dirs), tmp_path, *OVERRIDES.get(case, ()))
-    loss = task.plan_forward(frozen_for_training(task), 2)
+    loss = forward_as_planned(task, frozen_for_training(task), 2)
     assert loss.device.type == "meta" and loss.shape == ()
 
 
@@ -264,7 +265,7 @@ def test_the_forward_pass_runs_on_meta_with_a_loss(case, tmp_path, dirs):
 ])
 def test_the_forward_pass_of_the_carried_bases_runs_on_meta(recipe, overrides, tmp_path):
     task = task_of(RECIPES / recipe, tmp_path, *overrides)
-    loss = task.plan_forward(frozen_for_training(task), 1)
+    loss = forward_as_planned(task, frozen_for_training(task), 1)
     assert loss.device.type == "meta" and loss.shape == ()
 
 
@@ -402,11 +403,12 @@ def test_falcon_ties_its_output_matrix():
 
 
 def test_hub_ids_match_without_case_and_through_redirects():
-    from ftrecipe_text.planning import carried_config
+    from ftrecipe.hub import carried_config
+    from ftrecipe_text.planning import ALIASES, CONFIGS
 
-    assert carried_config("meta-llama/llama-2-7b-hf")["hidden_size"] == 4096
-    assert carried_config("google-bert/bert-base-uncased")["vocab_size"] == 30522
-    assert carried_config("acme/unknown") is None
+    assert carried_config(CONFIGS, "meta-llama/llama-2-7b-hf", ALIASES)["hidden_size"] == 4096
+    assert carried_config(CONFIGS, "google-bert/bert-base-uncased", ALIASES)["vocab_size"] == 30522
+    assert carried_config(CONFIGS, "acme/unknown", ALIASES) is None
 
 
 def test_the_shipped_recipes_plan_their_bases(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from ftrecipe.plan.measure import forward_as_planned
 from ftrecipe.plugin import RecipeRuntimeError, TaskContext
 from ftrecipe.registry import get_registry
 from ftrecipe.validation import validate_file
@@ -111,7 +112,7 @@ def frozen_for_training(task: WhisperTask, dtype: torch.dtype | None = None) -> 
 def test_the_forward_pass_runs_on_meta_with_a_loss(name, tmp_path, whisper_dir, half_dir):
     path, overrides = case(name, tmp_path, whisper_dir, half_dir)
     task = task_of(path, tmp_path, *overrides)
-    loss = task.plan_forward(frozen_for_training(task), 2)
+    loss = forward_as_planned(task, frozen_for_training(task), 2)
     assert loss.device.type == "meta" and loss.shape == ()
 
 
@@ -123,7 +124,7 @@ def test_the_forward_pass_of_a_carried_base_hears_a_full_window(base, dtype, tmp
     model = frozen_for_training(task, dtype)
     seen = {}
     model.get_encoder().conv1.register_forward_hook(lambda m, args, out: seen.update(features=args[0].shape))
-    loss = task.plan_forward(model, 1)
+    loss = forward_as_planned(task, model, 1)
     assert loss.device.type == "meta" and loss.shape == ()
     config = model.config
     assert tuple(seen["features"]) == (1, config.num_mel_bins, 3000)
