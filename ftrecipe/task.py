@@ -300,9 +300,21 @@ class ModalityTask:
     def plan_data(self) -> PlanData:
         """The data's size without loading the model. Default: the format's reader, counted; a task
         adds its measures (tokens, images, audio hours), label balance and guidance."""
-        try:
-            splits = self.read_data()
-        except RecipeRuntimeError as error:
-            return PlanData(unavailable=error.message)
+        splits = self.plan_splits()
+        if splits is None:
+            return PlanData(unavailable=self.plan_unavailable)
         return PlanData(train_examples=len(splits.train), eval_examples=len(splits.eval or ()),
                         warnings=list(splits.report.warnings))
+
+    plan_unavailable: str | None = None
+    """Why :meth:`plan_splits` found no data here (a missing file, a hub dataset)."""
+
+    def plan_splits(self) -> DatasetSplits | None:
+        """The format reader's rows for every plan hook, read once per task; None when the data cannot be
+        read here (:attr:`plan_unavailable` says why): a plan goes on without it."""
+        if "_plan_splits" not in self.__dict__:
+            try:
+                self._plan_splits: DatasetSplits | None = self.read_data()
+            except RecipeRuntimeError as error:
+                self._plan_splits, self.plan_unavailable = None, error.message
+        return self._plan_splits

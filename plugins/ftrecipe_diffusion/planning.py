@@ -23,7 +23,6 @@ from ftrecipe_diffusion import model as sd_model
 from ftrecipe_diffusion.readers import ENOUGH_IMAGES
 
 if TYPE_CHECKING:
-    from ftrecipe_diffusion.readers import SubjectSplits
     from ftrecipe_diffusion.task import DreamBoothTask
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -131,19 +130,9 @@ def pipeline_configs(task: DreamBoothTask) -> PlannedPipeline:
 
 def plan_prompts(task: DreamBoothTask) -> list[str]:
     """The prompts a tiny pipeline's tokenizer is built from (the run's: the data's and the sample prompts)."""
-    splits, data = read_splits(task), task.recipe.data
+    splits, data = task.plan_splits(), task.recipe.data
     prompts = splits.prompts if splits is not None else [data.instance_prompt] + ([data.class_prompt] if data.class_prompt else [])
     return list(prompts) + task.validation_prompts()
-
-
-def read_splits(task: DreamBoothTask) -> SubjectSplits | None:
-    """The data, read once per task (None when it is not here)."""
-    if not hasattr(task, "_plan_splits"):
-        try:
-            task._plan_splits = task.read_data()
-        except RecipeRuntimeError as error:
-            task._plan_splits, task._plan_unavailable = None, error.message
-    return task._plan_splits
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -243,7 +232,7 @@ def plan_extras(task: DreamBoothTask, model: sd_model.DreamBoothModel) -> dict[s
         extras = {"vae": _bytes(AutoencoderKL.from_config(configs.vae), dtype)}
         if model.text_encoder is None:
             extras["text_encoder"] = _bytes(CLIPTextModel(configs.text_encoder), dtype)
-    splits = read_splits(task)
+    splits = task.plan_splits()
     if recipe.training.cache_latents and splits is not None:
         images = len(splits.train) + splits.num_class_images
         side = task.resolution // configs.vae_scale
@@ -260,9 +249,9 @@ def plan_data(task: DreamBoothTask) -> PlanData:
     """The instance photos (the unit of the guidance) and the class images prior preservation wants.
 
     The evaluation denoises the instance photos themselves by design, so no overlap is reported."""
-    splits = read_splits(task)
+    splits = task.plan_splits()
     if splits is None:
-        return PlanData(unavailable=task._plan_unavailable, guidance=GUIDANCE)
+        return PlanData(unavailable=task.plan_unavailable, guidance=GUIDANCE)
     report = splits.report
     amount: dict[str, float] = {"images": float(len(splits.train))}
     repeated = f"only {len(splits.train)} instance image"  # the reader's guidance warning: the plan states it from GUIDANCE

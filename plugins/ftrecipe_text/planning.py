@@ -154,16 +154,15 @@ class TextPlan:
     def __init__(self, task: Any) -> None:
         self.task, self.recipe = task, task.recipe
         self.scratch = builds_from_config(task.recipe, task.ctx.smoke)
-        self.unavailable: str | None = None
 
-    @functools.cached_property
+    @property
     def splits(self) -> DatasetSplits | None:
-        """The format reader's rows, read once; None when they cannot be read here (see ``unavailable``)."""
-        try:
-            return self.task.read_data()
-        except RecipeRuntimeError as error:
-            self.unavailable = error.message
-            return None
+        """The format reader's rows, read once per task; None when they cannot be read here."""
+        return self.task.plan_splits()
+
+    @property
+    def unavailable(self) -> str | None:
+        return self.task.plan_unavailable
 
     @functools.cached_property
     def pretrained_tokenizer(self) -> Any | None:

@@ -63,16 +63,15 @@ class WhisperPlan:
     def __init__(self, task: Any) -> None:
         self.task, self.recipe = task, task.recipe
         self.scratch = task._from_config()
-        self.unavailable: str | None = None
 
-    @functools.cached_property
+    @property
     def splits(self) -> DatasetSplits | None:
-        """The format reader's clips, read once; None when they cannot be read here (see ``unavailable``)."""
-        try:
-            return self.task.read_data()
-        except RecipeRuntimeError as error:
-            self.unavailable = error.message
-            return None
+        """The format reader's rows, read once per task; None when they cannot be read here."""
+        return self.task.plan_splits()
+
+    @property
+    def unavailable(self) -> str | None:
+        return self.task.plan_unavailable
 
     @functools.cached_property
     def config(self) -> WhisperConfig:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ftrecipe.plugin import DataGuidance, DatasetSplits, FreezeReport, PlanData, RecipeRuntimeError
+from ftrecipe.plugin import DataGuidance, FreezeReport, PlanData, RecipeRuntimeError
 from ftrecipe_yolo.datasets import SEED_GUIDANCE
 
 if TYPE_CHECKING:
@@ -31,20 +31,10 @@ ALWAYS_FROZEN = (".dfl",)
 
 # -- the data ----------------------------------------------------------------------------------------
 
-def read_splits(task: YoloTask) -> DatasetSplits | None:
-    """The checked data, read once per task (None when it is not here: see ``task._plan_unavailable``)."""
-    if not hasattr(task, "_plan_splits"):
-        try:
-            task._plan_splits = task.read_data()
-        except RecipeRuntimeError as error:
-            task._plan_splits, task._plan_unavailable = None, error.message
-    return task._plan_splits
-
-
 def head_classes(task: YoloTask) -> list[str] | None:
     """The classes the run's head detects: ``head.labels`` or the dataset's names (None: the data is not here)."""
     head = task.recipe.head
-    splits = read_splits(task)
+    splits = task.plan_splits()
     if splits is None:
         return list(head.labels) if head.mode == "replace" and head.labels else None
     return task._head_classes(splits.report.details["classes"])
@@ -52,9 +42,9 @@ def head_classes(task: YoloTask) -> list[str] | None:
 
 def plan_data(task: YoloTask) -> PlanData:
     """Images per split, boxes per head class in the training split (zeros included), and the seed's guidance."""
-    splits = read_splits(task)
+    splits = task.plan_splits()
     if splits is None:
-        return PlanData(unavailable=task._plan_unavailable, guidance=GUIDANCE)
+        return PlanData(unavailable=task.plan_unavailable, guidance=GUIDANCE)
     report, classes = splits.report, head_classes(task) or []
     boxes = report.details.get("train_boxes_per_class", {})
     repeated = f"{len(splits.train)} training images: "  # the reader's guidance warning: the plan states it from GUIDANCE
