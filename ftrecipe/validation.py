@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -244,6 +244,21 @@ def resolved_data(recipe: RecipeBase, registry: Registry | None = None) -> dict[
         if isinstance(node, dict):
             node.pop(last, None)
     return data
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys -> values; mappings and lists of mappings (``data.augment.0.name``) are walked, lists
+    of scalars compared whole, an empty mapping or list is a value of its own."""
+    if isinstance(data, dict) and data:
+        items: Iterator[tuple[str, Any]] = ((str(k), v) for k, v in data.items())
+    elif isinstance(data, list) and data and any(isinstance(item, dict) for item in data):
+        items = ((str(i), v) for i, v in enumerate(data))
+    else:
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in items:
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
 
 
 def _written(data: Any, dotted_key: str) -> bool:

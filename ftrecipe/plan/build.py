@@ -21,7 +21,7 @@ from ftrecipe.plan_records import PlanData
 from ftrecipe.records import resolve
 from ftrecipe.registry import Registry, get_registry
 from ftrecipe.sections import RecipeBase
-from ftrecipe.validation import ValidationResult, resolved_data
+from ftrecipe.validation import ValidationResult, flatten, resolved_data
 
 UTILISATION = 0.4
 """Model FLOPs utilisation the time estimate assumes: a well-fed fine-tuning run on one modern GPU."""
@@ -179,21 +179,6 @@ class Planner:
 
 
 # ------------------------------------------------------------------------------ the plan
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys of a nested mapping (lists of mappings by index, other lists whole)."""
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
-        out = {}
-        for index, item in enumerate(data):
-            out.update(flatten(item, f"{prefix}{index}."))
-        return out
-    return {prefix.rstrip("."): data}
 
 
 def defaults_used(result: ValidationResult, recipe: RecipeBase, registry: Registry) -> dict[str, Any]:

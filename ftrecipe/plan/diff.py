@@ -11,14 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ftrecipe.diagnostics import Diagnostic, render
 from ftrecipe.errors import RecipeRuntimeError
 from ftrecipe.plan.sources import SourceError, read_source, validate_source
-from ftrecipe.validation import ValidationResult, resolved_data
+from ftrecipe.plan.memory import duration, human
+from ftrecipe.validation import ValidationResult, flatten, resolved_data
 
 EXIT_OK, EXIT_USAGE = 0, 2
 ABSENT = object()
@@ -29,21 +30,6 @@ Planner = Callable[[ValidationResult], Any]
 
 
 # ---------------------------------------------------------------- what changed
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys -> values; mappings and lists of mappings (``data.augment.0.name``) are walked, lists
-    of scalars compared whole, an empty mapping or list is a value of its own."""
-    if isinstance(data, dict) and data:
-        items: Iterator[tuple[str, Any]] = ((str(k), v) for k, v in data.items())
-    elif isinstance(data, list) and data and any(isinstance(item, dict) for item in data):
-        items = ((str(i), v) for i, v in enumerate(data))
-    else:
-        return {prefix: data}
-    flat: dict[str, Any] = {}
-    for key, value in items:
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
-    return flat
 
 
 @dataclass(frozen=True)
@@ -160,20 +146,8 @@ def count(value: float) -> str:
     return _si(value, ("", "K", "M", "B", "T"))
 
 
-def size(value: float) -> str:
-    """Bytes in binary units: GiB from 1 GiB up, MiB (or less) below."""
-    return _si(value, (" B", " KiB", " MiB", " GiB", " TiB"), 1024.0)
-
-
 def flops(value: float) -> str:
     return _si(value, (" FLOP", " KFLOP", " MFLOP", " GFLOP", " TFLOP", " PFLOP", " EFLOP", " ZFLOP"))
-
-
-def hours(value: float) -> str:
-    sign, value = "-" if value < 0 else "", abs(value)
-    if value < 1:
-        return f"{sign}{value * 60:.0f} min" if value * 60 >= 1 else f"{sign}< 1 min"
-    return f"{sign}{value:.1f} h" if value < 48 else f"{sign}{value / 24:.1f} days"
 
 
 def _change(before: float | None, after: float | None, fmt: Callable[[float], str]) -> str:
@@ -194,7 +168,7 @@ def _memory(side: Side) -> str | None:
     if used is None:
         return None
     budget, verdict = side.get("memory", "budget_bytes"), side.get("memory", "verdict")
-    text = size(used) + (f" of {size(budget)}" if budget else "")
+    text = human(used) + (f" of {human(budget)}" if budget else "")
     return f"{text}, {verdict}" if verdict and verdict != "unknown" else text
 
 
@@ -208,7 +182,7 @@ def _trainable(side: Side) -> str | None:
 
 def _hours(side: Side) -> str | None:
     value, gpu = side.get("compute", "hours"), side.get("compute", "gpu")
-    return None if value is None else hours(value) + (f" on {gpu}" if gpu else "")
+    return None if value is None else duration(value) + (f" on {gpu}" if gpu else "")
 
 
 def impact(old: Side, new: Side) -> list[ImpactRow]:
@@ -227,11 +201,11 @@ def impact(old: Side, new: Side) -> list[ImpactRow]:
     return [
         row("trainable parameters", ("params", "trainable"), count, _trainable),
         row("total parameters", ("params", "total"), count),
-        row("memory per device", ("memory", "per_device_bytes"), size, _memory),
+        row("memory per device", ("memory", "per_device_bytes"), human, _memory),
         row("train examples", ("data", "train_examples"), lambda v: f"{v:,.0f}"),
         row("optimizer steps", ("compute", "steps"), lambda v: f"{v:,.0f}"),
         row("training compute", ("compute", "train_flops"), flops),
-        row("training time", ("compute", "hours"), hours, _hours),
+        row("training time", ("compute", "hours"), duration, _hours),
     ]
 
 

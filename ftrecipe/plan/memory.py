@@ -250,9 +250,12 @@ def human(size: float | None) -> str:
 
 
 def duration(hours: float) -> str:
-    """1.5 h, 12 min, 40 s."""
+    """3.5 days, 1.5 h, 12 min, 40 s (a change may be negative)."""
+    sign, hours = "-" if hours < 0 else "", abs(hours)
+    if hours >= 48:
+        return f"{sign}{hours / 24:.1f} days"
     if hours >= 1:
-        return f"{hours:,.1f} h"
+        return f"{sign}{hours:.1f} h"
     if hours * 60 >= 1:
-        return f"{hours * 60:.0f} min"
-    return f"{hours * 3600:.0f} s"
+        return f"{sign}{hours * 60:.0f} min"
+    return f"{sign}{hours * 3600:.0f} s"

@@ -193,7 +193,7 @@ def test_impact_rows_come_from_the_planner(tmp_path, capsys):
     rows = {line.split("  ")[1]: line for line in out.split("what it does:\n")[1].splitlines() if line.startswith("  ")}
     assert "1.20M (full) -> 40.0K (lora)" in rows["trainable parameters"] and "-1.16M (-97%)" in rows["trainable parameters"]
     assert "1.20M -> 1.20M" in rows["total parameters"] and rows["total parameters"].endswith("same")
-    assert "8.00 GiB of 12.0 GiB, fits -> 16.0 GiB of 12.0 GiB, does not fit" in rows["memory per device"]
+    assert "8.00 GiB of 12.00 GiB, fits -> 16.00 GiB of 12.00 GiB, does not fit" in rows["memory per device"]
     assert rows["memory per device"].endswith("+8.00 GiB (+100%)")
     assert "1,952 -> 1,952" in rows["train examples"]
     assert "976 -> 488" in rows["optimizer steps"] and "3.00 PFLOP -> 1.50 PFLOP" in rows["training compute"]

@@ -1,7 +1,7 @@
 """The plan's static memory and trainable count are what the run allocates and trains, exactly.
 
 For a tiny model of every modality (and the freeze strategies and optimizers that change the
-layout), `ftrecipe plan --probe 1` runs a real step through `ftrecipe run`'s own machinery and
+layout: full fine-tuning is also checked by the plugin guide's own tests), `ftrecipe plan --probe 1` runs a real step through `ftrecipe run`'s own machinery and
 measures the bytes of the weights (4-bit blocks included), gradients and optimizer states after it,
 and the parameters that require gradients: each must equal the estimate.
 """
@@ -20,9 +20,7 @@ CASES = {
     "llama-full": (DEMO / "llama.yaml", []),
     "llama-lora-adamw8bit": (DEMO / "llama.yaml", ["freeze.strategy=lora", "training.optimizer=adamw-8bit"]),
     "falcon-qlora": (DEMO / "falcon.yaml", ["freeze.strategy=qlora", "hardware.precision=bf16-mixed"]),
-    "whisper-full": (DEMO / "whisper.yaml", []),
     "whisper-frozen-encoder": (DEMO / "whisper.yaml", ["freeze.strategy=partial", "freeze.freeze=[model.encoder.*]"]),
-    "stable-diffusion-full": (DEMO / "stable-diffusion.yaml", []),
     "stable-diffusion-lora": (DEMO / "stable-diffusion.yaml", ["freeze.strategy=lora"]),
     "yolo-full-sgd": (DEMO / "yolo.yaml", ["training.optimizer=sgd"]),
 }
