@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from transformers import WhisperConfig
 
 CONFIGS = Path(__file__).with_name("configs")
+LONGEST_COUNTED = 32
+"""Transcripts tokenized to find the longest label sequence (the longest by characters)."""
+PREFIX_TOKENS = 4
+"""<|startoftranscript|>, the language, the task and <|notimestamps|>."""
 GUIDANCE = DataGuidance(MIN_HOURS_GUIDANCE, "audio_hours", f"the seed: Whisper needs about {MIN_HOURS_GUIDANCE:g} hours of audio")
 #: Every Whisper checkpoint listens in windows of 30 s (1500 encoder positions, 50 a second).
 WINDOW_SECONDS = 30.0
@@ -100,14 +104,42 @@ class WhisperPlan:
         with torch.device("meta"):
             return AutoModelForSpeechSeq2Seq.from_config(config, dtype=dtype, trust_remote_code=self.recipe.model.trust_remote_code)
 
+    def tokenizer(self) -> Any | None:
+        """The tokenizer the run would use, where it is on this machine (a scratch model's, a local folder's
+        or the cache's); None otherwise."""
+        if self.scratch:
+            self.config  # noqa: B018 - builds the scratch processor
+            return self.task.processor.tokenizer
+        from transformers import WhisperTokenizer
+
+        try:
+            return WhisperTokenizer.from_pretrained(self.recipe.model.base, local_files_only=True, revision=self.recipe.model.revision)
+        except (OSError, ValueError):
+            return None
+
+    def label_length(self, limit: int) -> int:
+        """Tokens of the longest training transcript with its prefix and end tokens (what the collator pads a
+        batch to), at most the decoder's ``limit``: counted with the tokenizer where it is here, else at a
+        generous 3 characters a token. Without the data, the decoder's limit."""
+        rows = self.splits.train if self.splits is not None else []
+        if not rows:
+            return limit
+        longest = sorted((row["text"] for row in rows), key=len)[-LONGEST_COUNTED:]
+        tokenizer = self.tokenizer()
+        if tokenizer is not None:
+            tokens = max(len(tokenizer(text).input_ids) for text in longest)
+        else:
+            tokens = -(-len(longest[-1]) // 3) + PREFIX_TOKENS + 1
+        return max(1, min(limit, tokens))
+
     def forward(self, model: torch.nn.Module, batch_size: int) -> torch.Tensor:
-        """A full window of log-mel features and labels as long as the decoder takes (the task does not
-        cut transcripts, so the decoder's ``max_target_positions`` bounds them)."""
+        """A full window of log-mel features and labels as long as the longest transcript's (the decoder's
+        ``max_target_positions`` when the data is not here)."""
         config = model.config
         features_dtype = next((p.dtype for n, p in model.named_parameters() if n.endswith("conv1.weight")), torch.float32)
         features = torch.zeros((batch_size, config.num_mel_bins, 2 * config.max_source_positions), dtype=features_dtype,
                                device="meta")
-        labels = torch.zeros((batch_size, config.max_target_positions), dtype=torch.long, device="meta")
+        labels = torch.zeros((batch_size, self.label_length(config.max_target_positions)), dtype=torch.long, device="meta")
         return model(input_features=features, labels=labels, use_cache=False).loss
 
     def window(self) -> float:

@@ -150,6 +150,25 @@ def test_synthetic_clips_and_hours_are_build_datas(tmp_path):
     assert data.mean_fill == 1.0 and data.overlap == 0
 
 
+@pytest.mark.parametrize("name", ["scratch", "partial"])
+def test_the_labels_are_as_long_as_the_longest_transcript_the_collator_pads_to(name, tmp_path, whisper_dir, half_dir):
+    path, overrides = case(name, tmp_path, whisper_dir, half_dir)
+    run = task_of(path, tmp_path, *overrides)
+    bundle = run.build_data()
+    longest = max(len(run.processor.tokenizer(row["text"]).input_ids) for row in bundle.train.rows)
+    plan = task_of(path, tmp_path, *overrides)._planner()
+    plan.config  # noqa: B018 - a scratch plan builds its processor here, as plan_model does
+    assert plan.label_length(448) == longest  # the local tokenizer counts exactly
+    assert plan.label_length(3) == 3  # never beyond what the decoder takes
+
+
+def test_without_the_data_the_labels_are_as_long_as_the_decoder_takes(tmp_path, whisper_dir):
+    path = on_base(recipe(tmp_path, synthetic_data()), whisper_dir)
+    plan = task_of(path, tmp_path)._planner()
+    plan.task._plan_splits = None  # as when the data is not on this machine
+    assert plan.label_length(448) == 448
+
+
 def test_clips_longer_than_the_window_are_left_out_as_build_data_does(tmp_path):
     """The tiny model hears 2 s: the 3 s clips are skipped; one evaluation clip is also a training clip."""
     sr = 16000
