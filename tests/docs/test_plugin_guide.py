@@ -44,6 +44,24 @@ def test_every_code_block_is_a_file_or_a_checked_console():
                                                         "ftrecipe_echo/own_loop.py", "tests/test_echo.py"}
 
 
+def test_every_method_of_the_task_contract_is_in_the_guide():
+    from ftrecipe.plugin import ModalityTask
+
+    methods = [name for name, value in vars(ModalityTask).items() if callable(value) and not name.startswith("_")]
+    assert [name for name in methods if f"`{name}(" not in GUIDE.read_text()] == []
+
+
+def test_every_built_in_modality_can_be_planned():
+    """`ftrecipe plan` covers every modality that ships: each describes its model and forward pass."""
+    from ftrecipe.plugin import ModalityTask, resolve
+    from ftrecipe.registry import get_registry
+
+    tasks = {m.name: resolve(m.task) for m in get_registry().modalities.values()}
+    assert {"causal-lm", "text-classification", "whisper", "stable-diffusion", "yolo"} <= set(tasks)
+    for name, task in tasks.items():
+        assert task.plan_model is not ModalityTask.plan_model and task.plan_forward is not ModalityTask.plan_forward, name
+
+
 def test_the_guide_imports_only_the_public_api():
     for lang, name, text in blocks():
         if lang == "python":
