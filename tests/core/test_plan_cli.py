@@ -136,3 +136,12 @@ def test_the_readme_shows_what_the_plan_prints(monkeypatch):
     shown = readme.split(command, 1)[1].split("```", 1)[0].strip("\n").splitlines()
     printed = run_cli("plan", "recipes/llama2-7b-sql-qlora.yaml").stdout.splitlines()
     assert shown and all(line in printed for line in shown), [line for line in shown if line not in printed]
+
+
+def test_a_modality_without_plan_hooks_is_said_plainly(example_site):
+    """A third-party modality that does not describe its model cannot be planned: exit 1, one line, no traceback."""
+    from tests.conftest import run_cli as run_in_a_process
+
+    result = run_in_a_process("plan", str(ROOT / "tests" / "fixtures" / "toy.yaml"), site=example_site)
+    assert result.returncode == 1, result.stderr
+    assert "does not describe its model for ftrecipe plan" in result.stderr and "Traceback" not in result.stderr
