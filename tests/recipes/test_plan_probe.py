@@ -16,13 +16,14 @@ import pytest
 from tests.conftest import ROOT, run_cli
 
 DEMO = ROOT / "recipes" / "demo"
+FEW = ["data.train_size=64"]  # the demos' data, smaller: one step needs little of it
 CASES = {
-    "llama-full": (DEMO / "llama.yaml", []),
-    "llama-lora-adamw8bit": (DEMO / "llama.yaml", ["freeze.strategy=lora", "training.optimizer=adamw-8bit"]),
-    "falcon-qlora": (DEMO / "falcon.yaml", ["freeze.strategy=qlora", "hardware.precision=bf16-mixed"]),
-    "whisper-frozen-encoder": (DEMO / "whisper.yaml", ["freeze.strategy=partial", "freeze.freeze=[model.encoder.*]"]),
+    "llama-full": (DEMO / "llama.yaml", FEW),
+    "llama-lora-adamw8bit": (DEMO / "llama.yaml", [*FEW, "freeze.strategy=lora", "training.optimizer=adamw-8bit"]),
+    "falcon-qlora": (DEMO / "falcon.yaml", [*FEW, "freeze.strategy=qlora", "hardware.precision=bf16-mixed"]),
+    "whisper-frozen-encoder": (DEMO / "whisper.yaml", [*FEW, "freeze.strategy=partial", "freeze.freeze=[model.encoder.*]"]),
     "stable-diffusion-lora": (DEMO / "stable-diffusion.yaml", ["freeze.strategy=lora"]),
-    "yolo-full-sgd": (DEMO / "yolo.yaml", ["training.optimizer=sgd"]),
+    "yolo-full-sgd": (DEMO / "yolo.yaml", ["data.train_size=32", "training.optimizer=sgd"]),
 }
 
 
