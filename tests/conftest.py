@@ -36,6 +36,44 @@ SHARED = ROOT.parent / "shared" / "datasets"
 OFFLINE = OFFLINE_ENV
 
 
+_NO_NETWORK = """import socket, sys
+LOG = {log!r}
+def refuse(what):
+    def blocked(*args, **kwargs):
+        with open(LOG, 'a') as log:
+            log.write(f'{{what}} {{args[:2]!r}}\\n')
+        raise OSError(f'network use attempted: {{what}}')
+    return blocked
+class NoSocket(socket.socket):  # creating one is harmless (urllib3 probes IPv6 at import); reaching out is not
+    def connect(self, address):
+        return refuse('connect')(address) if self.family != socket.AF_UNIX else super().connect(address)
+    def connect_ex(self, address):
+        return refuse('connect')(address) if self.family != socket.AF_UNIX else super().connect_ex(address)
+    def sendto(self, *args):
+        return refuse('sendto')(*args)
+socket.socket = NoSocket
+for name in ('getaddrinfo', 'gethostbyname', 'create_connection'):
+    setattr(socket, name, refuse(name))
+from ftrecipe.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_without_network(tmp_path: Path, *args: str, timeout: int = 600):
+    """`ftrecipe ARGS` in a fresh process whose every socket connect and DNS lookup is refused and written
+    down (a library may catch the error), with none of the suite's offline variables (HF_, YOLO_) set and
+    a fresh HOME: ftrecipe's own defaults must keep it offline. Returns (result, attempts logged)."""
+    import subprocess
+
+    attempts = tmp_path / "network-attempts.log"
+    guard = tmp_path / "guarded.py"
+    guard.write_text(_NO_NETWORK.format(log=str(attempts)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "HF_", "TRANSFORMERS_"))}
+    env["HOME"] = str(tmp_path / "home")
+    result = subprocess.run([sys.executable, str(guard), *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return result, (attempts.read_text() if attempts.exists() else "")
+
+
 def install_fixture_plugin(name: str, target: Path) -> Path:
     """pip-install a fixture plugin package into ``target`` (a real install: dist-info, entry points)."""
     return install_plugin(FIXTURES / name, target)

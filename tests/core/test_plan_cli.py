@@ -145,3 +145,14 @@ def test_a_modality_without_plan_hooks_is_said_plainly(example_site):
     result = run_in_a_process("plan", str(ROOT / "tests" / "fixtures" / "toy.yaml"), site=example_site)
     assert result.returncode == 1, result.stderr
     assert "does not describe its model for ftrecipe plan" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_planning_every_shipped_recipe_opens_no_socket(tmp_path):
+    """The plan downloads nothing by itself: with every connect and DNS lookup refused and no offline variable
+    set by the user, every shipped recipe is planned (one process, all recipes)."""
+    from tests.conftest import run_without_network
+
+    result, attempts = run_without_network(tmp_path, "plan", *map(str, SHIPPED), "--format", "json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert attempts == ""
+    assert len(json.loads(result.stdout)) == len(SHIPPED)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_cli, run_ok
+from tests.conftest import ROOT, run_cli, run_ok, run_without_network
 
 pytestmark = pytest.mark.e2e
 
@@ -183,39 +183,10 @@ def test_no_socket_is_opened_by_a_run_with_ftrecipes_defaults(tmp_path: Path, pr
     """Without YOLO_OFFLINE or YOLO_CONFIG_DIR in the environment and with every socket (and DNS lookup)
     refused, a run that loads weights, checks the data, trains, validates and exports still succeeds."""
     recipe = small_recipe(tmp_path, base=str(pretrained), init="pretrained", extra="output: {export: [onnx]}\n")
-    attempts = tmp_path / "network-attempts.log"
-    guard = tmp_path / "guarded.py"
-    guard.write_text(  # every way out is refused, and written down (a library may catch the error)
-        "import socket, sys\n"
-        f"LOG = {str(attempts)!r}\n"
-        "def refuse(what):\n"
-        "    def blocked(*args, **kwargs):\n"
-        "        with open(LOG, 'a') as log:\n"
-        "            log.write(f'{what} {args[:2]!r}\\n')\n"
-        "        raise OSError(f'network use attempted: {what}')\n"
-        "    return blocked\n"
-        "class NoSocket(socket.socket):  # creating one is harmless (urllib3 probes IPv6 at import); reaching out is not\n"
-        "    def connect(self, address):\n"
-        "        return refuse('connect')(address) if self.family != socket.AF_UNIX else super().connect(address)\n"
-        "    def connect_ex(self, address):\n"
-        "        return refuse('connect')(address) if self.family != socket.AF_UNIX else super().connect_ex(address)\n"
-        "    def sendto(self, *args):\n"
-        "        return refuse('sendto')(*args)\n"
-        "socket.socket = NoSocket\n"
-        "for name in ('getaddrinfo', 'gethostbyname', 'create_connection'):\n"
-        "    setattr(socket, name, refuse(name))\n"
-        "from ftrecipe.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n")
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
-    env["HOME"] = str(tmp_path / "home")
-    result = subprocess.run([sys.executable, str(guard), "run", str(recipe), "--output", str(tmp_path / "run"), "--quiet",
-                             "--max-steps", "3"], capture_output=True, text=True, env=env, timeout=600)
+    result, attempts = run_without_network(tmp_path, "run", str(recipe), "--output", str(tmp_path / "run"), "--quiet",
+                                           "--max-steps", "3")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert not attempts.exists(), attempts.read_text()
+    assert attempts == ""
     assert (tmp_path / "home" / ".cache" / "ftrecipe" / "ultralytics" / "Ultralytics" / "Arial.ttf").is_file()
     assert (tmp_path / "run" / "model" / "best.onnx").is_file()
     assert not (Path.cwd() / "runs").exists()
