@@ -153,13 +153,21 @@ class Planner:
         self.result = result
         self.registry = registry or get_registry()
         self._footprints: dict[str, Footprint] = {}
+        self._tasks: dict[str, Any] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="ftrecipe-plan-")
+
+    def task(self, recipe: RecipeBase) -> Any:
+        """The modality's task for ``recipe``, one per model structure: a task reads its data (and builds a
+        from-config model's tokenizer) once for all the plan hooks."""
+        key = structure_key(recipe)
+        if key not in self._tasks:
+            self._tasks[key] = make_task(self.result, recipe, self.registry, Path(self._tmp.name) / f"run-{len(self._tasks)}")
+        return self._tasks[key]
 
     def footprint(self, recipe: RecipeBase) -> Footprint:
         key = structure_key(recipe)
         if key not in self._footprints:
-            task = make_task(self.result, recipe, self.registry, Path(self._tmp.name) / "run")
-            self._footprints[key] = measure(task, recipe)
+            self._footprints[key] = measure(self.task(recipe), recipe)
         return self._footprints[key]
 
     def estimate(self, recipe: RecipeBase) -> Estimate:
@@ -192,14 +200,13 @@ def defaults_used(result: ValidationResult, recipe: RecipeBase, registry: Regist
 
 
 def step_count(recipe: RecipeBase, train_examples: int | None) -> int | None:
+    """Optimizer steps as the runner counts them (``training.max_steps``, else epochs of the data)."""
+    from ftrecipe.runner.optim import step_counts
+
     training, world = recipe.training, recipe.hardware.devices * recipe.hardware.nodes
-    if training.max_steps:
-        return training.max_steps
     if train_examples is None:
-        return None
-    batches = math.ceil(train_examples / (training.batch_size * world))
-    per_epoch = max(1, math.ceil(batches / training.gradient_accumulation))
-    return max(1, math.ceil((training.epochs or 1) * per_epoch))
+        return training.max_steps
+    return step_counts(math.ceil(train_examples / (training.batch_size * world)), training)[0]
 
 
 def compute_section(recipe: RecipeBase, footprint: Footprint, data: PlanData) -> dict[str, Any]:
@@ -249,8 +256,7 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None) -
     try:
         registry = planner.registry
         record = registry.modalities[recipe.model.modality]
-        task = make_task(result, recipe, registry, Path(planner._tmp.name) / "run")
-        data = task.plan_data()
+        data = planner.task(recipe).plan_data()
         footprint = planner.footprint(recipe)
         current = planner.estimate(recipe)
         budget = budget_of(recipe)
