@@ -117,6 +117,11 @@ def _storage_key(tensor: torch.Tensor) -> int:
     return tensor.untyped_storage()._cdata
 
 
+def _named(modules: dict[str, torch.nn.Module], name: str) -> torch.nn.Module | None:
+    """The module ``name`` of the unwrapped model, also under PEFT's wrapper."""
+    return next((modules[p + name] for p in ("", *_PEFT_PREFIXES) if p + name in modules), None)
+
+
 def _enter(stack: list[str], label: str, module: Any, args: Any) -> None:
     stack.append(label)
 
@@ -135,7 +140,7 @@ def _regions(model: torch.nn.Module, units: list[str], head: list[str], stack: l
     modules = dict(model.named_modules())
     for names, kind in ((units, "unit"), (head, "head")):
         for name in names:
-            module = modules.get(name) or modules.get(f"base_model.model.{name}")
+            module = _named(modules, name)
             if module is None:
                 continue
             handles.append(module.register_forward_pre_hook(functools.partial(_enter, stack, f"{kind}:{name}")))
@@ -225,7 +230,7 @@ def trace_forward(task: ModalityTask, model: torch.nn.Module, batch_size: int, u
     modules = dict(model.named_modules())
     with ExitStack() as stack_ctx:
         for name in units:
-            module = modules.get(name) or modules.get(f"base_model.model.{name}")
+            module = _named(modules, name)
             if module is not None:
                 handle = module.register_forward_pre_hook(unit_inputs, with_kwargs=True)
                 stack_ctx.callback(handle.remove)
