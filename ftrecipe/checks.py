@@ -88,8 +88,17 @@ def check_training(recipe: RecipeBase) -> Iterator[Problem]:
     training = recipe.training
     if training.warmup_steps is not None and training.warmup_ratio is not None:
         yield Problem(("training", "warmup_ratio"), "give warmup_steps or warmup_ratio, not both")
-    if training.optimizer == "adamw-8bit" and recipe.hardware.accelerator == "mps":
-        yield Problem(("training", "optimizer"), "adamw-8bit needs bitsandbytes, which has no MPS backend")
+    accelerator = recipe.hardware.accelerator
+    if training.optimizer in ("adamw-8bit", "paged-adamw-8bit") and accelerator == "mps":
+        yield Problem(("training", "optimizer"), f"{training.optimizer} needs bitsandbytes, which has no MPS backend")
+    if training.optimizer == "paged-adamw-8bit" and accelerator == "cpu":
+        yield Problem(("training", "optimizer"), "paged-adamw-8bit pages its state through CUDA memory; on the CPU use adamw")
+    if training.compile:
+        if recipe.model.quantization is not None or recipe.freeze.strategy == "qlora":
+            yield Problem(("training", "compile"), "torch.compile cannot trace bitsandbytes-quantised weights; "
+                                                   "drop compile, or train a bf16 base (strategy lora)")
+        if accelerator == "mps":
+            yield Problem(("training", "compile"), "torch.compile has no training backend on MPS; use cuda or cpu")
 
 
 def check_output(recipe: RecipeBase) -> Iterator[Problem]:

@@ -249,8 +249,9 @@ class TrainingSection(Section):
     """Examples per device per micro-batch."""
     gradient_accumulation: Annotated[int, Field(ge=1)] = 1
     """Micro-batches per optimizer step."""
-    optimizer: Literal["adamw", "adamw-8bit", "sgd", "adafactor"] = "adamw"
-    """Optimizer (``adamw-8bit`` through bitsandbytes)."""
+    optimizer: Literal["adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "adafactor"] = "adamw"
+    """Optimizer (``adamw-8bit`` through bitsandbytes; ``paged-adamw-8bit`` also pages its state out to host
+    memory when the GPU runs short, CUDA only)."""
     learning_rate: Annotated[float, Field(gt=0, le=10)] = 2e-5
     """Peak learning rate."""
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
@@ -277,6 +278,9 @@ class TrainingSection(Section):
     """Log loss, learning rate and throughput every N optimizer steps."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about 20-30% slower."""
+    compile: bool = False
+    """Compile the model's repeated blocks (its transformer layers) with ``torch.compile``: faster steps
+    after a warm-up of seconds to minutes. Not with quantised weights; on a CPU it needs a C++ compiler."""
 
 
 # --------------------------------------------------------------------------- hardware

@@ -57,6 +57,10 @@ class TaskContext:
     warn: Callable[[str], None] = print
     save_augmented: int = 0
     """Write this many augmented training examples under ``output_dir/augmented`` for people."""
+    device: str | None = None
+    """The device type the run trains on (``cuda``, ``cpu`` or ``mps``): a switch this hardware cannot
+    honour is refused with a :class:`~ftrecipe.errors.RecipeRuntimeError` naming its key. None while
+    `ftrecipe plan` asks (it runs before any device is chosen)."""
 
     @property
     def seed(self) -> int:
@@ -230,6 +234,16 @@ class ModalityTask:
     def compute_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
         """The scalar loss of one micro-batch (already on the device). Common loop only."""
         raise NotImplementedError
+
+    def apply_speedups(self, model: torch.nn.Module) -> dict[str, Any]:
+        """The modality's own speed switches, applied to ``model`` after the freeze plan (PEFT's wrap
+        included) and before the runner compiles and prepares it; returns each switch's state by name
+        (``{"loss": "chunked"}``) for the run log and ``run.json``. Common loop only; the default has none.
+
+        Refuse a switch this run cannot honour (``ctx.device``, a missing library, an unsupported
+        model) with a :class:`~ftrecipe.errors.RecipeRuntimeError` naming its key: never fall back silently.
+        """
+        return {}
 
     def fit(self, session: TrainSession) -> FitResult:
         """Train with your own inner loop (``owns_loop = True``), reporting through ``session``."""

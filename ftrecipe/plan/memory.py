@@ -156,7 +156,8 @@ def optimizer_state_bytes(param: ParamInfo, optimizer: str) -> int:
     """Optimizer state for one trainable parameter after the first step."""
     if optimizer == "adamw":
         return 2 * param.numel * param.itemsize + 4  # exp_avg, exp_avg_sq, and a float32 step tensor
-    if optimizer == "adamw-8bit":
+    # paged: the same states, in CUDA unified memory that moves to the host under pressure (counted as resident)
+    if optimizer in ("adamw-8bit", "paged-adamw-8bit"):
         if param.numel < OPTIM_8BIT_MIN:
             return 2 * param.numel * 4
         return 2 * param.numel + 2 * 4 * math.ceil(param.numel / OPTIM_8BIT_BLOCK)
@@ -178,7 +179,7 @@ def static_bytes(params: Iterable[ParamInfo], settings: Settings) -> dict[str, i
         "gradients": sum(p.numel * p.itemsize for p in trainable),
         "optimizer": sum(optimizer_state_bytes(p, settings.optimizer) for p in trainable),
     }
-    if settings.optimizer == "adamw-8bit" and any(p.numel >= OPTIM_8BIT_MIN for p in trainable):
+    if settings.optimizer in ("adamw-8bit", "paged-adamw-8bit") and any(p.numel >= OPTIM_8BIT_MIN for p in trainable):
         out["optimizer"] += 2 * 256 * 4  # the two shared quantisation maps
     return out
 

@@ -37,6 +37,7 @@ from ftrecipe.runner.outputs import (
     write_atomic,
     write_json,
 )
+from ftrecipe.runner.speed import check_hardware
 from ftrecipe.sections import RecipeBase
 from ftrecipe.task import FitResult, ModalityTask, TaskContext
 from ftrecipe.validation import ValidationResult, resolved_data
@@ -92,20 +93,28 @@ def check_output_directory(directory: Path, resume: bool) -> None:
     raise RunFailure(f"{directory} is not empty and holds no ftrecipe run; choose another --output")
 
 
+def device_type_of(recipe: RecipeBase) -> str:
+    """``cuda``, ``mps`` or ``cpu``: where ``hardware.accelerator`` puts the run on this machine."""
+    import torch
+
+    accelerator = recipe.hardware.accelerator
+    cuda = accelerator in ("auto", "cuda") and torch.cuda.is_available()
+    if accelerator == "cuda" and not cuda:
+        raise RunFailure("hardware.accelerator is cuda but no CUDA device is available (use --set hardware.accelerator=cpu)")
+    if cuda:
+        return "cuda"
+    return "mps" if accelerator in ("auto", "mps") and torch.backends.mps.is_available() else "cpu"
+
+
 def precision_of(recipe: RecipeBase) -> tuple[bool, str]:
     """(run on CPU, Accelerate mixed-precision mode)."""
     import torch
 
-    hardware = recipe.hardware
-    cuda = hardware.accelerator in ("auto", "cuda") and torch.cuda.is_available()
-    mps = hardware.accelerator in ("auto", "mps") and not cuda and torch.backends.mps.is_available()
-    if hardware.accelerator == "cuda" and not cuda:
-        raise RunFailure("hardware.accelerator is cuda but no CUDA device is available (use --set hardware.accelerator=cpu)")
-    cpu = not cuda and not mps
-    precision = hardware.precision
+    device = device_type_of(recipe)
+    precision = recipe.hardware.precision
     if precision == "auto":
-        precision = "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    return cpu, {"fp32": "no", "bf16-mixed": "bf16", "fp16-mixed": "fp16"}[precision]
+        precision = "bf16-mixed" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return device == "cpu", {"fp32": "no", "bf16-mixed": "bf16", "fp16-mixed": "fp16"}[precision]
 
 
 def build_accelerator(recipe: RecipeBase) -> Any:
@@ -148,8 +157,8 @@ def smoke_recipe(recipe: RecipeBase) -> RecipeBase:
     import torch
 
     if not torch.cuda.is_available():
-        smoke.hardware.accelerator, smoke.hardware.precision = "cpu", "fp32"
-        if smoke.training.optimizer == "adamw-8bit":
+        smoke.hardware.accelerator, smoke.hardware.precision, smoke.hardware.strategy = "cpu", "fp32", "ddp"
+        if smoke.training.optimizer in ("adamw-8bit", "paged-adamw-8bit"):
             smoke.training.optimizer = "adamw"
     return smoke
 
@@ -163,6 +172,8 @@ def quiet_libraries() -> None:
     # bitsandbytes: "optional CPU kernel not installed"; huggingface_hub: a retry line per failed download attempt
     for library in ("accelerate", "bitsandbytes", "huggingface_hub"):
         logging.getLogger(library).setLevel(logging.ERROR)
+    # torch.compile on a CPU: "No CUDA runtime is found, using CUDA_HOME=..." while it builds its C++ kernels
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def run_recipe(result: ValidationResult, options: RunOptions) -> int:
@@ -176,7 +187,9 @@ def run_recipe(result: ValidationResult, options: RunOptions) -> int:
             raise RunFailure("--max-steps must be at least 1")
         task_class: type[ModalityTask] = resolve(get_registry().modalities[recipe.model.modality].task)
         hardware = recipe.hardware
-        several = hardware.devices > 1 or hardware.nodes > 1
+        check_hardware(recipe, device_type_of(recipe))  # before processes are started or anything is read
+        # FSDP and DeepSpeed run in launched processes, even a single one
+        several = hardware.devices > 1 or hardware.nodes > 1 or hardware.strategy != "ddp"
         if several and not task_class.launches_processes and not launch.already_launched():
             if hardware.nodes > 1:
                 print(launch.multinode_instructions(hardware, options.argv), file=sys.stderr)
@@ -225,7 +238,7 @@ class Run:
         return EXIT_OK
 
     def prepare(self) -> None:
-        """Check the output directory, start the accelerator, write the resolved recipe, seed."""
+        """Check the output directory, start the accelerator, seed."""
         from accelerate.utils import set_seed
 
         from ftrecipe.runner.progress import Reporter
@@ -243,9 +256,6 @@ class Run:
         if wanted and accelerator.num_processes > 1 and wanted not in str(accelerator.distributed_type):
             self.reporter.warn(f"hardware.strategy {recipe.hardware.strategy} is not available here "
                                f"({accelerator.distributed_type}); running plain data parallel")
-        if self.main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.output_dir / RESOLVED_FILE, resolved_yaml(resolved_data(recipe, self.registry)))
         set_seed(recipe.training.seed)
 
     def build_data(self) -> None:
@@ -261,6 +271,7 @@ class Run:
             log=reporter.info,
             warn=reporter.warn,
             save_augmented=self.options.save_augmented,
+            device=self.accelerator.device.type,
         )
         self.task = self.task_class(ctx)
         reporter.info(f"{recipe.name}: {self.modality.name} from {recipe.model.base} on "
@@ -274,9 +285,11 @@ class Run:
             reporter.warn(warning)
 
     def record(self) -> None:
-        """run.json: versions, hardware, seed, command, data file hashes; the callbacks."""
+        """The resolved recipe and run.json (versions, hardware, seed, command, data file hashes); the callbacks."""
         registry, recipe = self.registry, self.recipe
-        if self.main:
+        if self.main:  # nothing is written before the recipe's data and switches were accepted
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.output_dir / RESOLVED_FILE, resolved_yaml(resolved_data(recipe, self.registry)))
             plugin_dists = sorted({p.distribution for p in registry.plugins if p.name == self.modality.plugin and not p.builtin})
             info = run_info(
                 recipe=recipe,

@@ -24,8 +24,9 @@ from ftrecipe.errors import RunFailure
 from ftrecipe.freeze import apply_freeze_plan
 from ftrecipe.runner.checkpoint import LoopState, fingerprint, latest_checkpoint, load_compatible_state, save_checkpoint
 from ftrecipe.runner.optim import build_optimizer, build_scheduler, step_counts
-from ftrecipe.runner.outputs import MetricsLog, save_samples
+from ftrecipe.runner.outputs import MetricsLog, add_to_run_info, save_samples
 from ftrecipe.runner.progress import Reporter
+from ftrecipe.runner.speed import compile_blocks, describe, eager
 from ftrecipe.runner.stop import Interrupted, StopFlag, StopVote
 from ftrecipe.task import DataBundle, EvalResult, FitResult, ModalityTask
 
@@ -114,6 +115,7 @@ class CommonLoop:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if hasattr(model, "enable_input_require_grads"):
                 model.enable_input_require_grads()
+        self.speed_up(model)
         data = self.data
         self.sampler = EpochSampler(len(data.train), training.seed, epoch_aware=getattr(data.train, "epoch_aware", False))
         workers = loader_workers(self.recipe.hardware.dataloader_workers, accelerator.device.type, accelerator.num_processes)
@@ -135,6 +137,17 @@ class CommonLoop:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.state = LoopState(fingerprint=fingerprint(self.recipe))
         self.saved_step = -1
+
+    def speed_up(self, model: torch.nn.Module) -> None:
+        """The modality's speed switches, then compilation; each switch's state to the log and run.json."""
+        training = self.training
+        switches: dict[str, Any] = {"compile": training.compile, "optimizer": training.optimizer}
+        switches.update(self.task.apply_speedups(model))
+        if training.compile:
+            switches["compile"] = f"on ({compile_blocks(model)} blocks)"
+        self.reporter.info(f"speed: {describe(switches)}")
+        if self.main:
+            add_to_run_info(self.output_dir, "speed", switches)
 
     def resume_state(self) -> None:
         """With --resume: the last complete checkpoint's weights, optimizer, RNGs and loop position."""
@@ -160,7 +173,7 @@ class CommonLoop:
         if self.main:
             unwrapped = self.accelerator.unwrap_model(self.model)
             unwrapped.eval()
-            with torch.no_grad():
+            with torch.no_grad(), eager(self.training.compile):
                 result = self.task.evaluate(unwrapped, data, max_examples=self.recipe.evaluation.max_examples)
             unwrapped.train()
         self.accelerator.wait_for_everyone()

@@ -25,10 +25,11 @@ def build_optimizer(model: torch.nn.Module, training: TrainingSection) -> torch.
     lr = training.learning_rate
     if training.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=training.adam_betas)
-    if training.optimizer == "adamw-8bit":
+    if training.optimizer in ("adamw-8bit", "paged-adamw-8bit"):
         import bitsandbytes as bnb
 
-        return bnb.optim.AdamW8bit(groups, lr=lr, betas=training.adam_betas)
+        kind = bnb.optim.PagedAdamW8bit if training.optimizer == "paged-adamw-8bit" else bnb.optim.AdamW8bit
+        return kind(groups, lr=lr, betas=training.adam_betas)
     if training.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=0.9)
     from transformers.optimization import Adafactor

@@ -40,6 +40,14 @@ def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
+def add_to_run_info(output_dir: Path, key: str, value: Any) -> None:
+    """Add what is known only once the model is built (its speed switches) to run.json."""
+    path = output_dir / RUN_FILE
+    info = json.loads(path.read_text()) if path.exists() else {}
+    info[key] = value
+    write_json(path, info)
+
+
 def resolved_yaml(data: Mapping[str, Any]) -> str:
     """recipe.resolved.yaml from :func:`ftrecipe.validation.resolved_data`: runnable as it is."""
     from ruamel.yaml import YAML

@@ -72,6 +72,7 @@ def ftrecipe_modalities():
         ignores={
             "head": "a diffusion model has no classification head",
             "model.quantization": "Stable Diffusion trains on full-precision weights",
+            "training.compile": "compiling the U-Net is not measured yet: it trains eagerly",
             "model.trust_remote_code": "Diffusers pipelines load without remote code",
             "evaluation.metrics": "the metrics are the denoising losses; the sample grids are under samples/",
             "evaluation.samples": "the samples are the image grids (evaluation.prompts, images_per_prompt)",

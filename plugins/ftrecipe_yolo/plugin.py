@@ -44,6 +44,7 @@ def ftrecipe_modalities():
             "head.num_labels": "the classes are head.labels (or the dataset's names)",
             "freeze.lora": "LoRA is not available for detectors",
             "freeze.train": "name what stays frozen (freeze, freeze_layers); everything else trains",
+            "training.compile": "Ultralytics' trainer runs its own model; it is not compiled",
             "training.gradient_accumulation": "Ultralytics accumulates up to training.nominal_batch images",
             "training.adam_betas": "Ultralytics sets beta1 from its momentum (0.937) and beta2 = 0.999",
             "training.warmup_steps": "warm-up is counted in epochs: training.warmup_epochs",

@@ -140,6 +140,11 @@ def test_yaml_level_problems(example_registry, text, expected):
         ("hardware:\n  accelerator: cpu\n  precision: fp16-mixed\n", "r.yaml:8:14: hardware.precision: fp16-mixed needs CUDA"),
         ("model_extra: 1\n", "r.yaml:6:1: model_extra: unknown key 'model_extra'"),
         ("hardware:\n  accelerator: cpu\n  strategy: fsdp\n", "r.yaml:8:13: hardware.strategy: FSDP shards over CUDA devices"),
+        ("freeze:\n  strategy: qlora\ntraining:\n  compile: true\n",
+         "r.yaml:9:12: training.compile: torch.compile cannot trace bitsandbytes-quantised weights"),
+        ("training:\n  optimizer: paged-adamw-8bit\nhardware:\n  accelerator: cpu\n",
+         "r.yaml:7:14: training.optimizer: paged-adamw-8bit pages its state through CUDA memory"),
+        ("training:\n  compile: true\nhardware:\n  accelerator: mps\n", "r.yaml:7:12: training.compile: torch.compile has no training backend on MPS"),
     ],
 )
 def test_contradictions_are_located(example_registry, fragment, expected):
