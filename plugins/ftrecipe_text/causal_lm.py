@@ -12,7 +12,8 @@ import torch
 from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, ModelAnatomy, PlanData, RecipeRuntimeError, where_of
 from ftrecipe_text.formatting import render_example
 from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
-from ftrecipe_text.packing import compare_padding, pack_examples, packed_collate
+from ftrecipe_text.packing import compare_padding, flattened_collate, pack_examples, packed_collate
+from ftrecipe_text.speed import apply_switches, check_switches, smoke_switches
 from ftrecipe_text.records import FormatError
 from ftrecipe_text.tokenization import IGNORE_INDEX, TokenizedExample, pad_collate, tokenize_examples
 
@@ -20,13 +21,14 @@ NORMALIZERS = {"exact_match": "strip", "exact_match_sql": "sql"}
 
 
 class PackedCollator:
-    """Packed rows -> model inputs whose position ids separate the examples (picklable for workers)."""
+    """Packed rows -> model inputs whose position ids separate the examples (picklable for workers);
+    ``flatten``: the rows end to end in one, for FlashAttention's variable-length kernel."""
 
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id = pad_id
+    def __init__(self, pad_id: int, flatten: bool = False) -> None:
+        self.pad_id, self.flatten = pad_id, flatten
 
     def __call__(self, rows: list) -> dict[str, Any]:
-        inputs = packed_collate(rows, self.pad_id)
+        inputs = flattened_collate(rows) if self.flatten else packed_collate(rows, self.pad_id)
         return {"inputs": inputs, "examples": sum(len(r.lengths) for r in rows), "tokens": sum(len(r) for r in rows)}
 
 
@@ -57,6 +59,12 @@ class CausalLMTask(ModalityTask):
 
     tokenizer: Any = None
     packing = False  # set by build_data: training rows are packed
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        if ctx.smoke:  # a smoke run checks the pipeline on this machine: without what it cannot run
+            smoke_switches(self.recipe, ctx.device, ctx.log)
+        check_switches(self.recipe, ctx.device)  # before the data is read and the model loaded
 
     # -- data ----------------------------------------------------------------------------------
     def _render(self, rows: list, report: DataReport, split: str) -> list[tuple[str, str, Any]]:
@@ -102,7 +110,7 @@ class CausalLMTask(ModalityTask):
         self.packing = bool(data.packing and examples)
         if self.packing:
             train_set: Any = pack_examples(examples, data.max_length)
-            collate: Any = PackedCollator(pad_id)
+            collate: Any = PackedCollator(pad_id, flatten=self.recipe.model.attn_implementation == "flash_attention_2")
             waste = packed.padding_fraction
         else:
             train_set, collate = examples, PaddedCollator(pad_id)
@@ -143,6 +151,9 @@ class CausalLMTask(ModalityTask):
         anatomy = super().anatomy(model)
         anatomy.peft_task_type = "CAUSAL_LM"
         return anatomy
+
+    def apply_speedups(self, model: torch.nn.Module) -> dict[str, Any]:
+        return apply_switches(model, self.recipe)
 
     def batch_counts(self, batch: dict[str, Any]) -> tuple[int, int]:
         return int(batch["examples"]), int(batch["tokens"])

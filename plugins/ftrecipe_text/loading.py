@@ -64,8 +64,9 @@ def family(recipe: Any) -> str:
 
 
 def load_tokenizer(recipe: Any, texts: Iterable[str], smoke: bool, vocab_size: int = 512) -> Any:
-    """The recipe's tokenizer; a freshly trained BPE when the model is built from a config."""
-    if builds_from_config(recipe, smoke):
+    """The recipe's tokenizer; a freshly trained BPE when the model is built from a config (unless
+    ``init: scratch`` names its ``model.tokenizer``)."""
+    if builds_from_config(recipe, smoke) and not (recipe.model.init == "scratch" and recipe.model.tokenizer):
         return train_bpe_tokenizer(texts, vocab_size=int(recipe.model.config.get("vocab_size", vocab_size)))
     from transformers import AutoTokenizer
 
@@ -138,7 +139,9 @@ def from_config(recipe: Any, tokenizer: Any, auto_class: Any, **extra: Any) -> t
     weight dtype like a pretrained base (``model.dtype``; bf16 for LoRA under bf16 mixed precision)."""
     overrides = {k: v for k, v in recipe.model.config.items() if k != "vocab_size"}
     config = tiny_config(family(recipe), len(tokenizer), **special_ids(tokenizer), **extra, **overrides)
-    model = auto_class.from_config(config, dtype=weight_dtype(recipe))
+    attn = getattr(recipe.model, "attn_implementation", "auto")
+    kwargs = {} if attn == "auto" else {"attn_implementation": attn}
+    model = auto_class.from_config(config, dtype=weight_dtype(recipe), **kwargs)
     quantization = quantization_config(recipe)
     if quantization is None:
         return model
@@ -148,7 +151,7 @@ def from_config(recipe: Any, tokenizer: Any, auto_class: Any, **extra: Any) -> t
     with tempfile.TemporaryDirectory() as directory:
         model.save_pretrained(directory)
         return _quantised_load(auto_class, directory, config.model_type, recipe,
-                               quantization_config=quantization, dtype=weight_dtype(recipe))
+                               quantization_config=quantization, dtype=weight_dtype(recipe), **kwargs)
 
 
 def from_pretrained(recipe: Any, auto_class: Any, **extra: Any) -> torch.nn.Module:

@@ -154,6 +154,21 @@ def packed_collate(batch: Sequence[PackedSequence], pad_id: int, *, pad_to: int 
     return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "use_cache": False}
 
 
+def flattened_collate(batch: Sequence[PackedSequence]) -> dict[str, Any]:
+    """Packed rows laid end to end in one row, without padding: FlashAttention's variable-length kernel
+    reads the examples' boundaries from the position ids (Transformers does so for one row only)."""
+    import torch
+
+    if not batch:
+        raise ValueError("flattened_collate got an empty batch")
+
+    def joined(field: str) -> Any:
+        return torch.tensor([value for row in batch for value in getattr(row, field)], dtype=torch.long)[None]
+
+    return {"input_ids": joined("input_ids"), "labels": joined("labels"), "position_ids": joined("position_ids"),
+            "use_cache": False}
+
+
 @dataclass(frozen=True)
 class PaddingStats:
     """Real tokens vs batch slots; add instances to accumulate over batches."""

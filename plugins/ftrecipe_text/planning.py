@@ -26,6 +26,7 @@ import torch
 from ftrecipe.plugin import DataGuidance, DatasetSplits, PlanData, RecipeRuntimeError, find_config
 from ftrecipe_text.causal_lm import _check_packable
 from ftrecipe_text.loading import builds_from_config, family, load_tokenizer, quantisable_linear_layers, special_ids, weight_dtype
+from ftrecipe_text.speed import install_hidden_state_loss
 from ftrecipe_text.tiny import tiny_config
 from ftrecipe_text.tokenization import tokenize_examples
 
@@ -178,11 +179,8 @@ class TextPlan:
         return tiny_config(family(self.recipe), vocab, **ids, **extra, **overrides)
 
     def build(self, auto_class: Any, config: Any) -> torch.nn.Module:
-        """``build_model``'s dtype and attention: the recipe's weight dtype, scratch or pretrained (a scratch
-        model keeps the config's default attention)."""
+        """``build_model``'s dtype and attention: the recipe's weight dtype and attention, scratch or pretrained."""
         recipe = self.recipe
-        if self.scratch:
-            return build_on_meta(auto_class, config, recipe, dtype=weight_dtype(recipe), attn=None)
         attn = getattr(recipe.model, "attn_implementation", "auto")
         return build_on_meta(auto_class, config, recipe, dtype=weight_dtype(recipe), attn=None if attn == "auto" else attn)
 
@@ -241,7 +239,12 @@ class CausalLMPlan(TextPlan):
         return model
 
     def forward(self, model: torch.nn.Module, batch_size: int) -> torch.Tensor:
-        """``batch_size`` rows of ``max_length`` tokens with their labels: no mask, as packed rows train."""
+        """``batch_size`` rows of ``max_length`` tokens with their labels: no mask, as packed rows train;
+        the loss as ``training.loss`` makes it (``fused`` traced as ``chunked``: Liger's kernel keeps the
+        same tensors; Liger's layer kernels are left out, their savings are small)."""
+        if self.recipe.training.loss != "standard":
+            causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+            install_hidden_state_loss(causal_lm, fused=False)
         ids = torch.zeros((batch_size, self.recipe.data.max_length), dtype=torch.long, device="meta")
         return model(input_ids=ids, labels=ids, use_cache=False).loss
 

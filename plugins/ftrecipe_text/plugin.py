@@ -45,7 +45,7 @@ def ftrecipe_modalities():
             default_metrics=("exact_match",),
             starter_recipe=_starter("causal-lm.yaml"),
             checks=(_check_causal_lm,),
-            sections={"evaluation": s.CausalLMEvaluation},
+            sections={"evaluation": s.CausalLMEvaluation, "training": s.CausalLMTraining},
             ignores={"head": "a causal LM keeps its language-model head (for labels, use modality text-classification)"},
         ),
         Modality(

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ftrecipe.plugin import DataSection, EvaluationSection, GenerationSettings, ModelSection
+from ftrecipe.plugin import DataSection, EvaluationSection, GenerationSettings, ModelSection, TrainingSection
 
 
 class CausalLMModel(ModelSection):
@@ -16,7 +16,22 @@ class CausalLMModel(ModelSection):
     tokenizer: str | None = None
     """Tokenizer hub id or directory, when it is not stored with the base model."""
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
-    """Attention kernel; ``auto`` lets Transformers choose (packing needs eager or sdpa on CPU)."""
+    """Attention kernel; ``auto`` lets Transformers choose (SDPA where it can). ``flash_attention_2`` needs
+    CUDA and the ``flash-attn`` package; with packing, each packed batch is then one row without padding,
+    read by its variable-length kernel."""
+
+
+class CausalLMTraining(TrainingSection):
+    """The optimisation loop's settings, with the causal LM's speed switches (each off by default)."""
+
+    loss: Literal["standard", "chunked", "fused"] = "standard"
+    """``standard``: the model's cross-entropy over its full logits (tokens x vocabulary, in fp32).
+    ``chunked``: the cross-entropy from the final hidden states, a chunk of tokens at a time and only
+    where the loss counts, so the full logits never exist (any device). ``fused``: the same, in
+    Liger's fused Triton kernel (CUDA, ``pip install 'ftrecipe[gpu]'``)."""
+    kernels: Literal["none", "liger"] = "none"
+    """``liger``: Liger's fused RMSNorm, RoPE and SwiGLU kernels in the model's layers, applied after
+    the LoRA wrap (CUDA, ``pip install 'ftrecipe[gpu]'``; LLaMA, Mistral, Qwen, Gemma, Phi-3 and more)."""
 
 
 class TextClassificationModel(ModelSection):
