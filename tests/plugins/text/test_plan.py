@@ -421,3 +421,17 @@ def test_the_shipped_recipes_plan_their_bases(tmp_path):
     assert len(linear) == 4 * 60 and all(type(m) is torch.nn.Linear for m in linear)  # what the quantiser converts
     bert = task_of(RECIPES / "bert-tweet-sentiment.yaml", tmp_path).plan_model()
     assert sum(p.numel() for p in bert.parameters()) == PARAMETERS["bert-base-uncased"] + 768 * 3 + 3
+
+
+def test_the_chunked_loss_is_planned_without_the_full_logits(capsys):
+    """The plan traces the loss the run computes: without the tokens x vocabulary logits, the rest alike."""
+    from ftrecipe.cli import main
+
+    def breakdown(*overrides: str) -> dict[str, int]:
+        assert main(["plan", str(RECIPES / "demo" / "llama.yaml"), "--format", "json", *overrides]) == 0
+        return json.loads(capsys.readouterr().out)["memory"]["breakdown"]
+
+    standard, chunked = breakdown(), breakdown("--set", "training.loss=chunked")
+    assert chunked["logits_and_loss"] < standard["logits_and_loss"] / 4
+    for part in ("weights", "gradients", "optimizer", "activations"):
+        assert chunked[part] == standard[part], part

@@ -193,3 +193,21 @@ def test_smoke_runs_a_cuda_recipe_here_and_says_what_gave_way(tmp_path, llama_di
         assert "kernels liger -> none, loss fused -> chunked" in result.stdout + result.stderr
         speed = json.loads((tmp_path / "run" / "run.json").read_text())["speed"]
         assert speed == {"compile": False, "optimizer": "adamw", "attention": "sdpa", "loss": "chunked", "kernels": "none"}
+
+
+# -- what the speed benchmark builds on --------------------------------------------------------------
+def test_a_scratch_model_takes_the_named_tokenizer_and_attention(tmp_path, tokenizer):
+    """``init: scratch`` with ``model.tokenizer``: the model is random, the tokenizer (and so the vocabulary
+    the logits span) is the named one, as bench/speed_ab.py needs for a real-sized vocabulary."""
+    from tests.plugins.text.test_plan import task_of
+
+    tokenizer.save_pretrained(tmp_path / "tok")
+    recipe = sft_recipe(tmp_path, "llama", "  strategy: full\n").read_text().replace(
+        "  base: llama\n", f"  base: llama\n  init: scratch\n  tokenizer: {tmp_path / 'tok'}\n  attn_implementation: eager\n")
+    (tmp_path / "r.yaml").write_text(recipe)
+    task = task_of(tmp_path / "r.yaml", tmp_path)
+    task.build_data()
+    model = task.build_model()
+    assert task.tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert model.get_output_embeddings().out_features == len(tokenizer)
+    assert model.config._attn_implementation == "eager"

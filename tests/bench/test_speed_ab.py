@@ -1,0 +1,77 @@
+"""bench/speed_ab.py --tiny on the CPU: the hand-written baseline and `ftrecipe run` with its speed switches
+train the same tokens from the same weights, and the report carries the ratios and goals the GPU run records."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import OFFLINE, ROOT
+
+pytestmark = pytest.mark.e2e  # two tiny trainings in subprocesses, about 40 s
+
+RATIOS = {"tokens_per_second_ratio", "peak_memory_saving", "longest_seq_ratio"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[dict, str]:
+    """One tiny LoRA A/B (about 35 s on two cores): the JSON report and the table."""
+    work = tmp_path_factory.mktemp("speed-ab")
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "speed_ab.py"), "--tiny", "--mode", "lora",
+                             "--workdir", str(work)],
+                            capture_output=True, text=True, timeout=600, cwd=work, env={**os.environ, **OFFLINE})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert lines, result.stderr[-3000:]
+    report = json.loads(lines[-1])
+    if result.returncode == 3 and report.get("only_switches"):
+        pytest.skip(f"this ftrecipe does not accept the speed switches yet: {', '.join(report['missing_switches'])}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return report, result.stderr
+
+
+def test_both_arms_train_the_same_tokens(tiny):
+    report, _ = tiny
+    baseline, ours = report["baseline"], report["ftrecipe"]
+    assert baseline["steps"] >= 3 and ours["steps"] >= 3
+    # one pass over the same examples: every word is one token of the shared tokenizer, nothing is truncated
+    assert baseline["tokens"] == ours["tokens"] == report["data"]["tokens"]
+    # the same tokens a step: ftrecipe packs the baseline's batch into fewer, full rows
+    assert report["batch"]["ftrecipe_rows"] < report["batch"]["baseline_examples"]
+    assert abs(ours["steps"] - baseline["steps"]) <= 2
+    assert report["checks"] == {"both_ran": True, "same_tokens": True, "first_loss_close": True}
+
+
+def test_the_first_losses_agree(tiny):
+    """Same weights (one saved checkpoint): the mean cross-entropy of step 1 is about ln(vocabulary) in both."""
+    report, _ = tiny
+    vocab = report["data"]["vocab"]
+    for arm in ("baseline", "ftrecipe"):
+        first, last = report[arm]["first_loss"], report[arm]["last_loss"]
+        assert math.isfinite(first) and math.isfinite(last)
+        assert abs(first - math.log(vocab)) < 0.1, (arm, first)
+    assert math.isclose(report["baseline"]["first_loss"], report["ftrecipe"]["first_loss"], rel_tol=0.01)
+
+
+def test_the_switches_were_on(tiny):
+    report, _ = tiny
+    assert report["switches"] == {"packing": True, "loss": "chunked", "kernels": "none", "compile": False,
+                                  "attn_implementation": "sdpa", "optimizer": "adamw"}
+    applied = report["ftrecipe"]["switches_applied"]
+    assert applied["loss"] == "chunked" and applied["attention"] == "sdpa" and applied["compile"] is False
+
+
+def test_the_report_has_its_ratios_and_goals(tiny):
+    report, table = tiny
+    assert set(report["ratios"]) == RATIOS
+    assert report["ratios"]["tokens_per_second_ratio"] > 0
+    assert report["ratios"]["peak_memory_saving"] is None and report["ratios"]["longest_seq_ratio"] is None  # CPU
+    for arm in ("baseline", "ftrecipe"):
+        assert report[arm]["tokens_per_second"] > 0 and report[arm]["peak_memory_gib"] is None
+    assert len(report["goals"]) == 3 and set(report["goals"].values()) == {"n/a"}  # tiny CPU sizes measure no goal
+    assert report["versions"]["torch"] and report["device"] == "cpu"
+    assert "speed_ab tiny lora on cpu" in table and "ratios: tokens/s" in table
