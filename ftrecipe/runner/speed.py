@@ -3,8 +3,11 @@
 ``training.compile`` compiles each repeated block (a transformer's layers) in place, with
 ``nn.Module.compile``: the module tree, and so every state dict, checkpoint and saved adapter, keeps its
 names (Accelerate's whole-model and regional compilation wrap the modules and rename their weights), and
-one compiled layer class serves every layer of the stack. Evaluation and generation run eagerly: their
-shapes change at every token, and a compile per shape would cost more than it saves.
+one compiled layer class serves every layer of the stack. The blocks are compiled for dynamic shapes from
+the first step: batches change length from step to step, and one set of kernels for every length is what
+keeps a resumed run bit-identical to an uninterrupted one (it would otherwise meet the lengths in another
+order and specialise other kernels; tested). Evaluation and generation run eagerly: their shapes change
+at every token, and a compile per shape would cost more than it saves.
 
 Each switch is off by default, and a switch this run cannot honour is refused with a located error
 (exit 2) naming its key, never dropped quietly.
@@ -68,7 +71,7 @@ def compile_blocks(model: torch.nn.Module) -> int:
         raise RecipeRuntimeError(("training", "compile"), f"{type(model).__name__} has no repeated layers to compile; "
                                                           "set compile: false")
     for block in blocks:
-        block.compile()
+        block.compile(dynamic=True)
     return len(blocks)
 
 

@@ -291,15 +291,17 @@ def test_hugging_face_dataset_folder_and_chat_form(tmp_path, llama_dir):
 
 
 @pytest.mark.e2e
-def test_an_interrupted_packed_run_resumes_exactly(tmp_path, example_site):
+@pytest.mark.parametrize("switches", ["", "  loss: chunked\n  compile: true\n"], ids=["plain", "chunked-loss-compiled"])
+def test_an_interrupted_packed_run_resumes_exactly(tmp_path, example_site, switches):
     """A causal LM with packed sequences, stopped by Ctrl-C in its first epoch and resumed: the weights
-    and every metric record of an uninterrupted run, across the epoch boundary."""
+    and every metric record of an uninterrupted run, across the epoch boundary (with the CPU's speed
+    switches on too: the compiled layers keep their weight names, so checkpoints load as they are)."""
     recipe = tmp_path / "lm.yaml"
     recipe.write_text(
         "model:\n  modality: causal-lm\n  base: llama\n  init: scratch\n"
         "  config: {hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 2}\n"
         "data:\n  format: synthetic\n  train_size: 48\n  eval_size: 4\n  max_length: 256\n  packing: true\n"
-        "training:\n  max_steps: 12\n  batch_size: 4\n  learning_rate: 3.0e-3\n  log_every: 1\n"
+        "training:\n  max_steps: 12\n  batch_size: 4\n  learning_rate: 3.0e-3\n  log_every: 1\n" + switches +
         "hardware:\n  accelerator: cpu\n"
         "evaluation:\n  metrics: [exact_match]\n  generation: {max_new_tokens: 4}\n"
         "callbacks: [fault]\n"
