@@ -211,3 +211,14 @@ def test_a_scratch_model_takes_the_named_tokenizer_and_attention(tmp_path, token
     assert task.tokenizer.get_vocab() == tokenizer.get_vocab()
     assert model.get_output_embeddings().out_features == len(tokenizer)
     assert model.config._attn_implementation == "eager"
+
+
+def test_liger_on_a_quantised_base_is_refused_until_measured():
+    from ftrecipe.validation import validate_file
+    from tests.conftest import ROOT
+
+    result = validate_file(ROOT / "recipes" / "llama2-7b-sql-qlora.yaml", overrides=["training.kernels=liger"])
+    assert [d.text() for d in result.diagnostics] == [
+        "--set training.kernels=liger: training.kernels: Liger's kernels are not measured on a quantised base yet "
+        "(bench/gpu_speed.sh measures LoRA); use kernels: none with QLoRA"]
+    assert validate_file(ROOT / "recipes" / "llama2-7b-sql-qlora.yaml", overrides=["training.loss=fused"]).ok
