@@ -27,7 +27,7 @@ WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".yaml",
 
 
 def _usual_range(optimizer: str, strategy: str) -> tuple[float, float]:
-    family = "adam" if optimizer.startswith("adamw") else optimizer
+    family = "adam" if "adamw" in optimizer else optimizer
     return USUAL_LEARNING_RATES.get((family, strategy)) or USUAL_LEARNING_RATES[(family, "any")]
 
 

@@ -49,14 +49,16 @@ def test_optimizer_states_are_the_bytes_the_optimizer_allocates(name, dtype):
     assert measured["weights"] == expected["weights"]
 
 
-def test_8bit_adamw_states_match_bitsandbytes():
+@pytest.mark.parametrize(("name", "kind"), [("adamw-8bit", "AdamW8bit"), ("paged-adamw-8bit", "PagedAdamW8bit")])
+def test_8bit_adamw_states_match_bitsandbytes(name, kind):
+    """The paged optimizer keeps the same states (in memory CUDA may page out): counted alike."""
     bnb = pytest.importorskip("bitsandbytes", reason="bitsandbytes is the quantization extra")
     model = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.Linear(96, 8))  # 6144 weights: 8-bit; the rest 32-bit
     try:
-        measured = stepped(model, bnb.optim.AdamW8bit(model.parameters()))
+        measured = stepped(model, getattr(bnb.optim, kind)(model.parameters()))
     except (RuntimeError, NotImplementedError) as error:  # pragma: no cover - a bitsandbytes build without CPU kernels
-        pytest.skip(f"this bitsandbytes build has no CPU 8-bit optimizer: {error}")
-    assert measured["optimizer"] == static_bytes(infos(model), settings(optimizer="adamw-8bit"))["optimizer"]
+        pytest.skip(f"this bitsandbytes build has no CPU {kind}: {error}")
+    assert measured["optimizer"] == static_bytes(infos(model), settings(optimizer=name))["optimizer"]
 
 
 @pytest.mark.parametrize("double_quant", [True, False])
