@@ -11,5 +11,6 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
   "pydantic==2.13.*" pydantic-core annotated-types typing-inspection ruamel.yaml soundfile jiwer rapidfuzz \
   "bitsandbytes==0.50.2" \
+  "liger-kernel==0.8.5" \
   "diffusers==0.42.1" importlib_metadata "ultralytics==8.4.190" ultralytics-thop ultralytics-platform polars polars-runtime-32
 du -sh .whl
