@@ -33,6 +33,7 @@ RESUMABLE_CHANGES = {
     "training.checkpoint_every",
     "training.keep_checkpoints",
     "training.log_every",
+    "training.compile",  # compiled layers keep their weight names: a checkpoint loads either way
     "evaluation",
     "output",
     "callbacks",
