@@ -142,10 +142,16 @@ def test_flattened_packing_gives_the_padded_rows_loss():
 
 # -- Liger's kernels ------------------------------------------------------------------------------
 @pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is None, reason="liger-kernel is not installed (ftrecipe[gpu])")
-def test_liger_kernels_replace_the_layer_forwards_after_the_lora_wrap():
+def test_liger_kernels_replace_the_layer_forwards_after_the_lora_wrap(monkeypatch):
     """Applied the way the runner does (after the freeze plan): the norms and MLPs take Liger's forwards,
     the LoRA-wrapped projections stay, and nothing else about the parameters changes. (The kernels
     themselves run on CUDA only.)"""
+    from transformers.models.llama import modeling_llama
+
+    # Liger also swaps the modelling module's classes and rotary function, for every LLaMA this process
+    # builds after it: undone after this test (a run applies it once, to the one model it trains)
+    for name, value in vars(modeling_llama).copy().items():
+        monkeypatch.setattr(modeling_llama, name, value)
     from liger_kernel.transformers.rms_norm import LigerRMSNorm
     from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
     from peft import LoraConfig, get_peft_model
