@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ftrecipe.records import Problem
-from ftrecipe.sections import RecipeBase
+from ftrecipe.sections import BITSANDBYTES_OPTIMIZERS, RecipeBase
 
 LORA_STRATEGIES = ("lora", "qlora")
 
@@ -54,9 +54,8 @@ def check_quantization(recipe: RecipeBase) -> Iterator[Problem]:
 def check_precision(recipe: RecipeBase) -> Iterator[Problem]:
     hardware = recipe.hardware
     quantization = recipe.model.quantization
-    quantised = quantization is not None or recipe.freeze.strategy == "qlora"
     compute = quantization.compute_dtype if quantization else "bfloat16"
-    if quantised and hardware.precision == "fp32" and compute != "float32":
+    if recipe.quantised_base and hardware.precision == "fp32" and compute != "float32":
         yield Problem(
             ("hardware", "precision"),
             f"QLoRA computes in {compute} but precision is fp32; use bf16-mixed, or set "
@@ -89,12 +88,12 @@ def check_training(recipe: RecipeBase) -> Iterator[Problem]:
     if training.warmup_steps is not None and training.warmup_ratio is not None:
         yield Problem(("training", "warmup_ratio"), "give warmup_steps or warmup_ratio, not both")
     accelerator = recipe.hardware.accelerator
-    if training.optimizer in ("adamw-8bit", "paged-adamw-8bit") and accelerator == "mps":
+    if training.optimizer in BITSANDBYTES_OPTIMIZERS and accelerator == "mps":
         yield Problem(("training", "optimizer"), f"{training.optimizer} needs bitsandbytes, which has no MPS backend")
     if training.optimizer == "paged-adamw-8bit" and accelerator == "cpu":
         yield Problem(("training", "optimizer"), "paged-adamw-8bit pages its state through CUDA memory; on the CPU use adamw")
     if training.compile:
-        if recipe.model.quantization is not None or recipe.freeze.strategy == "qlora":
+        if recipe.quantised_base:
             yield Problem(("training", "compile"), "torch.compile cannot trace bitsandbytes-quantised weights; "
                                                    "drop compile, or train a bf16 base (strategy lora)")
         if accelerator == "mps":

@@ -238,6 +238,10 @@ class DataSection(Section):
 # --------------------------------------------------------------------------- training
 
 
+BITSANDBYTES_OPTIMIZERS = ("adamw-8bit", "paged-adamw-8bit")
+"""The ``training.optimizer`` values bitsandbytes provides: 8-bit AdamW states, paged or not."""
+
+
 class TrainingSection(Section):
     """The optimisation loop's settings."""
 
@@ -360,3 +364,8 @@ class RecipeBase(Section):
     hardware: HardwareSection = Field(default_factory=HardwareSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     output: OutputSection = Field(default_factory=OutputSection)
+
+    @property
+    def quantised_base(self) -> bool:
+        """The frozen base loads 4- or 8-bit: ``model.quantization``, or ``freeze.strategy: qlora`` (which implies it)."""
+        return self.model.quantization is not None or self.freeze.strategy == "qlora"

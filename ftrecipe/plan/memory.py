@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ftrecipe.sections import BITSANDBYTES_OPTIMIZERS
+
 @dataclass(frozen=True)
 class ParamInfo:
     """One parameter as the run holds it."""
@@ -157,7 +159,7 @@ def optimizer_state_bytes(param: ParamInfo, optimizer: str) -> int:
     if optimizer == "adamw":
         return 2 * param.numel * param.itemsize + 4  # exp_avg, exp_avg_sq, and a float32 step tensor
     # paged: the same states, in CUDA unified memory that moves to the host under pressure (counted as resident)
-    if optimizer in ("adamw-8bit", "paged-adamw-8bit"):
+    if optimizer in BITSANDBYTES_OPTIMIZERS:
         if param.numel < OPTIM_8BIT_MIN:
             return 2 * param.numel * 4
         return 2 * param.numel + 2 * 4 * math.ceil(param.numel / OPTIM_8BIT_BLOCK)
@@ -179,7 +181,7 @@ def static_bytes(params: Iterable[ParamInfo], settings: Settings) -> dict[str, i
         "gradients": sum(p.numel * p.itemsize for p in trainable),
         "optimizer": sum(optimizer_state_bytes(p, settings.optimizer) for p in trainable),
     }
-    if settings.optimizer in ("adamw-8bit", "paged-adamw-8bit") and any(p.numel >= OPTIM_8BIT_MIN for p in trainable):
+    if settings.optimizer in BITSANDBYTES_OPTIMIZERS and any(p.numel >= OPTIM_8BIT_MIN for p in trainable):
         out["optimizer"] += 2 * 256 * 4  # the two shared quantisation maps
     return out
 

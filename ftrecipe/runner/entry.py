@@ -38,7 +38,7 @@ from ftrecipe.runner.outputs import (
     write_json,
 )
 from ftrecipe.runner.speed import check_hardware
-from ftrecipe.sections import RecipeBase
+from ftrecipe.sections import BITSANDBYTES_OPTIMIZERS, RecipeBase
 from ftrecipe.task import FitResult, ModalityTask, TaskContext
 from ftrecipe.validation import ValidationResult, resolved_data
 
@@ -158,7 +158,7 @@ def smoke_recipe(recipe: RecipeBase) -> RecipeBase:
 
     if not torch.cuda.is_available():
         smoke.hardware.accelerator, smoke.hardware.precision, smoke.hardware.strategy = "cpu", "fp32", "ddp"
-        if smoke.training.optimizer in ("adamw-8bit", "paged-adamw-8bit"):
+        if smoke.training.optimizer in BITSANDBYTES_OPTIMIZERS:
             smoke.training.optimizer = "adamw"
     return smoke
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.sections import TrainingSection
+from ftrecipe.sections import BITSANDBYTES_OPTIMIZERS, TrainingSection
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -25,7 +25,7 @@ def build_optimizer(model: torch.nn.Module, training: TrainingSection) -> torch.
     lr = training.learning_rate
     if training.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=training.adam_betas)
-    if training.optimizer in ("adamw-8bit", "paged-adamw-8bit"):
+    if training.optimizer in BITSANDBYTES_OPTIMIZERS:
         import bitsandbytes as bnb
 
         kind = bnb.optim.PagedAdamW8bit if training.optimizer == "paged-adamw-8bit" else bnb.optim.AdamW8bit

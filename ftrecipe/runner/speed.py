@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ftrecipe.errors import RecipeRuntimeError
-from ftrecipe.sections import RecipeBase
+from ftrecipe.sections import BITSANDBYTES_OPTIMIZERS, RecipeBase
 
 CXX_COMPILERS = ("c++", "g++", "clang++")
 
@@ -38,7 +38,7 @@ def check_hardware(recipe: RecipeBase, device_type: str) -> None:
                                                            f"{device_type}; use ddp")
     if strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         raise RecipeRuntimeError(("hardware", "strategy"), "DeepSpeed is not installed: pip install deepspeed")
-    if training.optimizer in ("adamw-8bit", "paged-adamw-8bit") and importlib.util.find_spec("bitsandbytes") is None:
+    if training.optimizer in BITSANDBYTES_OPTIMIZERS and importlib.util.find_spec("bitsandbytes") is None:
         raise RecipeRuntimeError(("training", "optimizer"),
                                  f"{training.optimizer} needs bitsandbytes: pip install 'ftrecipe[gpu]'")
     if training.optimizer == "paged-adamw-8bit" and device_type != "cuda":

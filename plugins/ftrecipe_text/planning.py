@@ -26,7 +26,7 @@ import torch
 from ftrecipe.plugin import DataGuidance, DatasetSplits, PlanData, RecipeRuntimeError, find_config
 from ftrecipe_text.causal_lm import _check_packable
 from ftrecipe_text.loading import builds_from_config, family, load_tokenizer, quantisable_linear_layers, special_ids, weight_dtype
-from ftrecipe_text.speed import install_hidden_state_loss
+from ftrecipe_text.speed import causal_lm_of, install_hidden_state_loss
 from ftrecipe_text.tiny import tiny_config
 from ftrecipe_text.tokenization import tokenize_examples
 
@@ -243,8 +243,7 @@ class CausalLMPlan(TextPlan):
         the loss as ``training.loss`` makes it (``fused`` traced as ``chunked``: Liger's kernel keeps the
         same tensors; Liger's layer kernels are left out, their savings are small)."""
         if self.recipe.training.loss != "standard":
-            causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-            install_hidden_state_loss(causal_lm, fused=False)
+            install_hidden_state_loss(causal_lm_of(model), fused=False)
         ids = torch.zeros((batch_size, self.recipe.data.max_length), dtype=torch.long, device="meta")
         return model(input_ids=ids, labels=ids, use_cache=False).loss
 

@@ -23,8 +23,7 @@ def _check_causal_lm(recipe) -> list[Problem]:
     data = recipe.data
     if getattr(data, "form", None) == "chat" and data.format != "synthetic" and data.template:
         problems.append(Problem(("data", "template"), "form chat renders prompts with the chat template; drop template"))
-    quantised = recipe.model.quantization is not None or recipe.freeze.strategy == "qlora"
-    if getattr(recipe.training, "kernels", "none") == "liger" and quantised:
+    if getattr(recipe.training, "kernels", "none") == "liger" and recipe.quantised_base:
         problems.append(Problem(("training", "kernels"), "Liger's kernels are not measured on a quantised base yet "
                                                          "(bench/gpu_speed.sh measures LoRA); use kernels: none with QLoRA"))
     return problems

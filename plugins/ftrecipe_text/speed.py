@@ -73,10 +73,15 @@ def smoke_switches(recipe: Any, device: str | None, log: Any) -> None:
         log(f"smoke run on {device}: {', '.join(changes)}")
 
 
+def causal_lm_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The Transformers model itself, also under PEFT's wrapper."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def apply_switches(model: torch.nn.Module, recipe: Any) -> dict[str, Any]:
     """Apply the recipe's switches to the (frozen, possibly PEFT-wrapped) model; their states by name."""
     training = recipe.training
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal_lm = causal_lm_of(model)
     if training.kernels == "liger":
         apply_liger_kernels(causal_lm)
     if training.loss != "standard":
