@@ -1,5 +1,5 @@
 """`python -m ftrecipe` runs the command line."""
 
-from ftrecipe.cli import main
+from ftrecipe.cli import entry
 
-raise SystemExit(main())
+entry()

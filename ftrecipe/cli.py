@@ -2,6 +2,10 @@
 
 Exit codes: 0 success, 1 runtime failure, 2 bad input (invalid recipe, bad arguments, a plugin
 conflict). Only ``run`` imports torch, and only once it is about to train.
+
+:func:`entry` is the process's entry point (the ``ftrecipe`` script, ``python -m ftrecipe``): it may set
+what belongs to the whole process (the libraries' console output collected, bitsandbytes left out where
+nothing is quantised). :func:`main` alone, as tests and other programs call it, leaves the process as it is.
 """
 
 from __future__ import annotations
@@ -160,6 +164,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not result.ok:
         print(render(result.diagnostics, "text"), file=sys.stderr)
         return EXIT_USAGE
+    if args.owns_process and not result.recipe.uses_bitsandbytes:
+        from ftrecipe.libraries import leave_bitsandbytes_out
+
+        leave_bitsandbytes_out()
     from ftrecipe.runner.entry import RunOptions, run_recipe  # torch is imported from here on
 
     options = RunOptions(output=args.output, max_steps=args.max_steps, resume=args.resume, smoke=args.smoke,
@@ -182,13 +190,18 @@ def cmd_diff(args: argparse.Namespace) -> int:
 COMMANDS = {"validate": cmd_validate, "run": cmd_run, "plan": cmd_plan, "diff": cmd_diff, "schema": cmd_schema, "plugins": cmd_plugins, "init": cmd_init}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, owns_process: bool = False) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the resume hint and relaunching
+    args.owns_process = owns_process
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if owns_process and args.command in ("run", "plan", "diff") and not getattr(args, "debug", False):
+        from ftrecipe.libraries import collect_library_output
+
+        collect_library_output()  # before anything imports a library
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -196,5 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry(argv: Sequence[str] | None = None) -> None:
+    """The ``ftrecipe`` command: :func:`main`, owning the process."""
+    raise SystemExit(main(argv, owns_process=True))
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

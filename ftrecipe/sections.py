@@ -369,3 +369,8 @@ class RecipeBase(Section):
     def quantised_base(self) -> bool:
         """The frozen base loads 4- or 8-bit: ``model.quantization``, or ``freeze.strategy: qlora`` (which implies it)."""
         return self.model.quantization is not None or self.freeze.strategy == "qlora"
+
+    @property
+    def uses_bitsandbytes(self) -> bool:
+        """bitsandbytes quantises the base or provides the optimizer: a run that needs it imported."""
+        return self.quantised_base or self.training.optimizer in BITSANDBYTES_OPTIMIZERS

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -40,6 +41,19 @@ OFFLINE_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
 }
 """Environment that keeps every library of the stack away from the network."""
+
+
+_OWN_LINE = re.compile(
+    r"ftrecipe\b|warning: |--set |interrupted$|\(|\s"  # the CLI's messages, hints and their continuations
+    r"|\S+:\d+:\d+: "  # a located diagnostic, file:line:col (a Python warning has one number)
+    r"|\S+\.ya?ml: "  # a diagnostic about a whole recipe
+)
+
+
+def foreign_lines(stderr: str) -> list[str]:
+    """The lines of a command's ``stderr`` that ftrecipe did not write: a library talking about itself
+    (hub look-ups, trust checks, deprecations) or a traceback. ftrecipe's own output has none."""
+    return [line for line in stderr.splitlines() if line.strip() and not _OWN_LINE.match(line)]
 
 
 def install_plugin(folder: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ftrecipe.testing import OFFLINE_ENV, install_plugin
+from ftrecipe.testing import OFFLINE_ENV, foreign_lines, install_plugin
 from ftrecipe.testing import run_cli as _run_cli
 
 _HF_HOME = tempfile.mkdtemp(prefix="ftrecipe-tests-hf-")
@@ -54,8 +54,8 @@ class NoSocket(socket.socket):  # creating one is harmless (urllib3 probes IPv6 
 socket.socket = NoSocket
 for name in ('getaddrinfo', 'gethostbyname', 'create_connection'):
     setattr(socket, name, refuse(name))
-from ftrecipe.cli import main
-sys.exit(main(sys.argv[1:]))
+from ftrecipe.cli import entry
+entry(sys.argv[1:])
 """
 
 
@@ -86,8 +86,12 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_cli(*args: str, site: Path | None = None, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
-    """Run `python -m ftrecipe ...` in a subprocess, offline, with an extra plugin site on the path."""
-    return _run_cli(*args, sites=[site] if site else [], env=env, cwd=cwd, timeout=timeout)
+    """Run `python -m ftrecipe ...` in a subprocess, offline, with an extra plugin site on the path. Every
+    call checks that whatever the environment's libraries are, none of them wrote to the console."""
+    result = _run_cli(*args, sites=[site] if site else [], env=env, cwd=cwd, timeout=timeout)
+    if "--debug" not in args:
+        assert not foreign_lines(result.stderr), f"a library wrote to ftrecipe's console:\n{result.stderr[-3000:]}"
+    return result
 
 
 def run_ok(recipe: Path, out: Path, *args: str, site: Path | None = None) -> dict:

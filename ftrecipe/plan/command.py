@@ -23,16 +23,12 @@ def never_download() -> None:
         os.environ[name] = "1"
 
 
-def quiet_libraries() -> None:
-    """The plan speaks for itself: deprecation notices and optional-kernel chatter of the libraries it
-    builds models with are for ``--debug``."""
-    import logging
-    import warnings
+def settle_libraries() -> None:
+    """After the models were built: the libraries' own console handlers route into the collector, and
+    nothing quieter than an error of theirs reaches the plan (``--debug`` shows everything)."""
+    from ftrecipe.libraries import adopt_library_loggers
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="transformers|diffusers|peft")
-    for name in ("bitsandbytes", "transformers", "diffusers", "accelerate", "huggingface_hub", "peft"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    adopt_library_loggers()
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -42,13 +38,15 @@ def run_plan(args: argparse.Namespace) -> int:
     from ftrecipe.validation import validate_file
 
     never_download()
-    if not args.debug:
-        quiet_libraries()
     results = [validate_file(path, overrides=args.overrides) for path in args.recipes]
     invalid = [d for r in results for d in r.diagnostics if d.severity == "error"]
     if invalid:
         print(render(invalid, "text"), file=sys.stderr)
         return EXIT_USAGE
+    if getattr(args, "owns_process", False) and not (args.probe and any(r.recipe.uses_bitsandbytes for r in results)):
+        from ftrecipe.libraries import leave_bitsandbytes_out
+
+        leave_bitsandbytes_out()  # a plan quantises nothing: NF4 and 8-bit states are arithmetic
     from ftrecipe.plan.build import plan_recipe
 
     plans, code = [], EXIT_OK
@@ -73,6 +71,8 @@ def run_plan(args: argparse.Namespace) -> int:
                   + ("" if args.debug else " (run again with --debug for the traceback)"), file=sys.stderr)
             code = EXIT_FAILURE
             continue
+        finally:
+            settle_libraries()
         plans.append(plan)
         if args.check and plan["memory"]["verdict"] == "does not fit":
             code = max(code, EXIT_FAILURE)

@@ -235,11 +235,13 @@ def diff_recipes(old: ValidationResult, new: ValidationResult, planner: Planner 
 def _default_planner() -> Planner:
     def plan(result: ValidationResult) -> Any:
         from ftrecipe.plan.build import plan_recipe  # may import torch: only once both sides are valid
-        from ftrecipe.plan.command import never_download, quiet_libraries
+        from ftrecipe.plan.command import never_download, settle_libraries
 
         never_download()
-        quiet_libraries()
-        return plan_recipe(result)
+        try:
+            return plan_recipe(result)
+        finally:
+            settle_libraries()
 
     return plan
 
@@ -329,6 +331,10 @@ def run_diff(args: argparse.Namespace, planner: Planner | None = None) -> int:
     if not all(result.ok for result in results):
         print(render([d for result in results if not result.ok for d in result.diagnostics], "text"), file=sys.stderr)
         return EXIT_USAGE
+    if getattr(args, "owns_process", False):
+        from ftrecipe.libraries import leave_bitsandbytes_out
+
+        leave_bitsandbytes_out()  # plans quantise nothing: NF4 and 8-bit states are arithmetic
     try:
         diff = diff_recipes(*results, planner=planner)
     except LocatedMistake as mistake:

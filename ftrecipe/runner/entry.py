@@ -10,7 +10,6 @@ summary, model card, loss curve).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ftrecipe.errors import RecipeRuntimeError, RunFailure
+from ftrecipe.libraries import LIBRARY_LOG, adopt_library_loggers, collector
 from ftrecipe.records import resolve
 from ftrecipe.registry import get_registry
 from ftrecipe.runner import launch
@@ -164,16 +164,12 @@ def smoke_recipe(recipe: RecipeBase) -> RecipeBase:
 
 
 def quiet_libraries() -> None:
-    """ftrecipe reports progress itself; the libraries' chatter is for --debug."""
+    """ftrecipe reports progress itself: the libraries' progress bars are off, and what they write about
+    themselves goes to the collector (``libraries.log``) rather than the console; all of it for --debug."""
     import transformers
 
-    transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    # bitsandbytes: "optional CPU kernel not installed"; huggingface_hub: a retry line per failed download attempt
-    for library in ("accelerate", "bitsandbytes", "huggingface_hub"):
-        logging.getLogger(library).setLevel(logging.ERROR)
-    # torch.compile on a CPU: "No CUDA runtime is found, using CUDA_HOME=..." while it builds its C++ kernels
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    adopt_library_loggers()
 
 
 def run_recipe(result: ValidationResult, options: RunOptions) -> int:
@@ -252,6 +248,8 @@ class Run:
         accelerator.wait_for_everyone()  # everyone has checked the directory before anything is written
         self.main = accelerator.is_main_process
         self.reporter = Reporter(enabled=self.main, quiet=self.options.quiet)
+        if (libraries := collector()) is not None and self.main:
+            libraries.tell(self.reporter.warn)  # what a library did that changes what the user gets
         wanted = {"fsdp": "FSDP", "deepspeed": "DEEPSPEED"}.get(recipe.hardware.strategy)
         if wanted and accelerator.num_processes > 1 and wanted not in str(accelerator.distributed_type):
             self.reporter.warn(f"hardware.strategy {recipe.hardware.strategy} is not available here "
@@ -300,6 +298,9 @@ class Run:
                 argv=self.options.argv,
             )
             write_json(self.output_dir / RUN_FILE, info)
+            if (libraries := collector()) is not None:
+                adopt_library_loggers()  # those the data's libraries brought
+                libraries.write_to(self.output_dir / LIBRARY_LOG)
         names = getattr(recipe, "callbacks", [])
         self.callbacks = [resolve(registry.callbacks[name].factory)(self.output_dir, recipe) for name in names] if self.main else []
         self.metrics_log = MetricsLog(self.output_dir / METRICS_FILE)

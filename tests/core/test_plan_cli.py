@@ -156,3 +156,4 @@ def test_planning_every_shipped_recipe_opens_no_socket(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert attempts == ""
     assert len(json.loads(result.stdout)) == len(SHIPPED)
+    assert result.stderr == ""  # no library's notices either (hub look-ups, trust checks, deprecations)

@@ -151,6 +151,7 @@ def test_qlora_trains_adapters_on_a_4bit_base(tmp_path, falcon_dir):
     assert adapter and all("lora_" in name for name in adapter)
     assert summary["freeze"]["strategy"] == "qlora"
     assert summary["freeze"]["trainable_parameters"] == sum(t.numel() for t in adapter.values())  # the adapters, only
+    assert (tmp_path / "run" / "libraries.log").is_file()  # where bitsandbytes' own notices went (run_ok: not the console)
     result = validate_file(recipe)
     task = CausalLMTask(TaskContext(recipe=result.recipe, registry=get_registry(), base_dir=tmp_path, output_dir=tmp_path / "x"))
     task.build_data()
