@@ -38,6 +38,15 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_review_flags(parser: argparse.ArgumentParser, *, plans: bool) -> None:
+    parser.add_argument("--untrusted", action="store_true",
+                        help="the recipe comes from someone else (a pull request): refuse paths that leave the repository"
+                             + ("; show only counts of the data" if plans else ""))
+    if plans:
+        parser.add_argument("--trust-remote-code", action="store_true",
+                            help="let the checkpoint's own Python code run (model.trust_remote_code alone does not)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ftrecipe", description="Fine-tuning from declarative YAML recipes.")
     parser.add_argument("--version", action="version", version=f"ftrecipe {__version__}")
@@ -47,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("recipes", nargs="+", metavar="RECIPE")
     _add_overrides(validate)
     validate.add_argument("--format", choices=("text", "json", "github"), default="text")
+    _add_review_flags(validate, plans=False)
 
     run = commands.add_parser("run", help="train a recipe")
     run.add_argument("recipe", metavar="RECIPE")
@@ -66,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--probe", type=int, default=0, metavar="N", help="also run N real training steps here and print the measured memory next to the estimate")
     plan.add_argument("--check", action="store_true", help="exit 1 when a recipe does not fit its memory budget")
     plan.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_review_flags(plan, plans=True)
 
     diff = commands.add_parser("diff", help="what changed between two recipes, and what it does to parameters, memory, data and compute")
     diff.add_argument("old", metavar="OLD", help="a recipe file, or git:REV:path")
     diff.add_argument("new", metavar="NEW", help="a recipe file, or git:REV:path")
     diff.add_argument("--format", choices=("text", "markdown"), default="text")
+    _add_review_flags(diff, plans=True)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of recipes (installed plugins included)")
     schema.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -92,7 +104,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from ftrecipe.diagnostics import render
     from ftrecipe.validation import validate_file
 
-    results = [validate_file(path, overrides=args.overrides) for path in args.recipes]
+    from ftrecipe.untrusted import untrusted_checked
+
+    results = untrusted_checked([validate_file(path, overrides=args.overrides) for path in args.recipes], args.untrusted)
     diagnostics = [d for result in results for d in result.diagnostics]
     if args.format == "json":
         print(json.dumps([{"recipe": r.source, "valid": r.ok, "diagnostics": [d.as_dict() for d in r.diagnostics]} for r in results], indent=2))

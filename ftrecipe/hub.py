@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ftrecipe.errors import RecipeRuntimeError
+from ftrecipe.errors import RecipeRuntimeError, RunFailure
 
 T = TypeVar("T")
 
@@ -98,6 +98,62 @@ def carried_config(folder: Path, source: str, aliases: dict[str, str] | None = N
     return None
 
 
+CODE_CONFIGS = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
+"""The files whose ``auto_map`` names the Python modules a checkpoint brings with it."""
+
+
+def _cached_file(source: str, name: str, revision: str | None) -> Path | None:
+    local = Path(source).expanduser()
+    if local.is_dir():
+        return local / name if (local / name).is_file() else None
+    if not looks_like_hub_id(source):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source, name, revision=revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def checkpoint_code(source: str, revision: str | None = None) -> list[str]:
+    """The Python files a checkpoint's ``auto_map`` entries would run (``org/repo:module.py`` for code
+    in another repository), read from its config files on this machine only; [] when none are here."""
+    modules: set[str] = set()
+    for name in CODE_CONFIGS:
+        path = _cached_file(source, name, revision)
+        if path is None:
+            continue
+        try:
+            auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        for reference in auto_map.values():
+            for item in reference if isinstance(reference, list) else [reference]:
+                if isinstance(item, str) and "." in item:
+                    repo, _, dotted = item.rpartition("--")
+                    modules.add(f"{repo + ':' if repo else ''}{dotted.rsplit('.', 1)[0].replace('.', '/')}.py")
+    return sorted(modules)
+
+
+def remote_code_summary(source: str, revision: str | None = None) -> str:
+    """One sentence for a run's log or a plan: which of the checkpoint's own files run on this machine."""
+    files = checkpoint_code(source, revision)
+    if not files:
+        return "the checkpoint's own Python code runs on this machine (none of its files is here yet to name)"
+    return f"the checkpoint's own Python code runs on this machine: {', '.join(files)} (from {source})"
+
+
+class RemoteCodeRefused(RunFailure):
+    """The base's architecture exists only as the checkpoint's own code, and nobody said it may run."""
+
+
+def _refuse_remote_code(source: str, revision: str | None) -> RemoteCodeRefused:
+    files = checkpoint_code(source, revision)
+    named = f" ({', '.join(files)})" if files else ""
+    return RemoteCodeRefused(
+        f"plan unavailable: the architecture of '{source}' is the checkpoint's own Python code{named}, which a plan "
+        "runs only when the command line says so (`--trust-remote-code`; the recipe key alone is not enough)")
+
+
 def find_config(
     source: str,
     *,
@@ -120,6 +176,8 @@ def find_config(
         try:
             return load(str(local), **{k: v for k, v in kwargs.items() if k != "revision"})
         except (OSError, ValueError) as error:
+            if not kwargs.get("trust_remote_code") and checkpoint_code(source):
+                raise _refuse_remote_code(source, None) from error
             raise RecipeRuntimeError(key, f"cannot read the config in '{source}': {error}") from error
     if not looks_like_hub_id(source):
         raise RecipeRuntimeError(key, f"no config for '{source}' here: no such directory")
@@ -131,6 +189,8 @@ def find_config(
     except OSError:
         pass
     except ValueError as error:  # in the cache, but not a config this library reads
+        if not kwargs.get("trust_remote_code") and checkpoint_code(source, kwargs.get("revision")):
+            raise _refuse_remote_code(source, kwargs.get("revision")) from error
         raise RecipeRuntimeError(key, f"cannot read the config of '{source}': {error}") from error
     from huggingface_hub import constants
 

@@ -42,6 +42,7 @@ from ftrecipe.records import Augmentation, Callback, DatasetFormat, Metric, Moda
 from ftrecipe.plan_records import DataGuidance, PlanData
 from ftrecipe.registry import Registry
 from ftrecipe.sections import (
+    LOCAL_PATH,
     AugmentationSection,
     DataSection,
     EvaluationSection,
@@ -66,6 +67,7 @@ from ftrecipe.task import (
 )
 
 __all__ = [
+    "LOCAL_PATH",
     # registration
     "hookimpl",
     "Modality",

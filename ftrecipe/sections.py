@@ -23,6 +23,21 @@ from ftrecipe.gpus import GPUS
 GpuName = Literal[tuple(GPUS)]  # type: ignore[valid-type]
 
 
+class LocalPath:
+    """Field metadata: the value names a file or folder on this machine (a string, or a list of them),
+    relative to the recipe. ``ftrecipe validate|plan|diff --untrusted`` refuses such a value when it
+    leaves the repository; a plugin marks its own path fields the same way::
+
+        manifest: Annotated[str, LOCAL_PATH]
+    """
+
+    def __repr__(self) -> str:
+        return "LOCAL_PATH"
+
+
+LOCAL_PATH = LocalPath()
+
+
 class Section(BaseModel):
     """Base of every recipe section: unknown keys are errors, never silently dropped."""
 
@@ -64,7 +79,7 @@ class ModelSection(Section):
 
     modality: str
     """The modality plugin that runs this recipe (see `ftrecipe plugins`)."""
-    base: str
+    base: Annotated[str, LOCAL_PATH]
     """Hub id (``org/name``) or local directory of the pre-trained model; with ``init: scratch``
     the architecture family or a local config."""
     revision: str | None = None
@@ -219,9 +234,9 @@ class DataSection(Section):
 
     format: str
     """Dataset format (see `ftrecipe plugins`)."""
-    train: str | list[str] | None = None
+    train: Annotated[str | list[str] | None, LOCAL_PATH] = None
     """Training source: file path(s) relative to the recipe, a directory, or a dataset id."""
-    eval: str | list[str] | None = None
+    eval: Annotated[str | list[str] | None, LOCAL_PATH] = None
     """Evaluation source; when omitted, ``eval_fraction`` of train is held out."""
     eval_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
     """Share of the training examples held out for evaluation when ``eval`` is not given."""

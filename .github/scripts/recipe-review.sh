@@ -7,7 +7,8 @@
 # Run anywhere in the repository with HEAD at the pull request. Recipes are the YAML files under a
 # recipes/ folder, recipes/data/ excluded (as for the pre-commit hooks). Prints the annotations
 # (`ftrecipe validate --format github`), writes the comment body to OUTPUT_FILE (empty when no recipe
-# changed) and exits 1 when a changed recipe is invalid, else 0. FTRECIPE overrides the command
+# changed) and exits 1 when a changed recipe is invalid, else 0. The recipes are a stranger's: every
+# command runs with --untrusted and none with --trust-remote-code (SECURITY.md). FTRECIPE overrides the command
 # (default: ftrecipe). Called by .github/workflows/recipe-review.yml, which posts the body; tested by
 # tests/core/test_review_hooks.py.
 set -euo pipefail
@@ -41,7 +42,7 @@ if [ ${#changed[@]} -eq 0 ] && [ ${#removed[@]} -eq 0 ]; then
 fi
 
 status=0
-if [ ${#changed[@]} -gt 0 ] && ! "${ftrecipe[@]}" validate --format github "${changed[@]}"; then
+if [ ${#changed[@]} -gt 0 ] && ! "${ftrecipe[@]}" validate --untrusted --format github "${changed[@]}"; then
   status=1
 fi
 
@@ -65,22 +66,22 @@ show() {
   while read -r state path; do
     [ "$state" != D ] || continue
     echo
-    if ! "${ftrecipe[@]}" validate "$path" > "$tmp/stdout" 2>&1; then
+    if ! "${ftrecipe[@]}" validate --untrusted "$path" > "$tmp/stdout" 2>&1; then
       echo "### \`$path\` (invalid)"
       echo
       printf '```text\n%s\n```\n' "$(tail -n 40 "$tmp/stdout")"
     elif [ "$state" = M ]; then
-      show diff --format markdown "git:$short:$path" "$path"
+      show diff --untrusted --format markdown "git:$short:$path" "$path"
       echo
       echo "<details><summary>Plan of <code>$path</code></summary>"
       echo
-      show plan --format markdown "$path"
+      show plan --untrusted --format markdown "$path"
       echo
       echo "</details>"
     else
       echo "### \`$path\` (new)"
       echo
-      show plan --format markdown "$path"
+      show plan --untrusted --format markdown "$path"
     fi
   done < "$tmp/changed"
   if [ ${#removed[@]} -gt 0 ]; then

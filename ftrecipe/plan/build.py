@@ -21,6 +21,7 @@ from ftrecipe.plan_records import PlanData
 from ftrecipe.records import resolve
 from ftrecipe.registry import Registry, get_registry
 from ftrecipe.sections import RecipeBase
+from ftrecipe.untrusted import counts_only
 from ftrecipe.validation import ValidationResult, flatten, resolved_data
 
 UTILISATION = 0.4
@@ -245,13 +246,25 @@ def data_section(data: PlanData) -> dict[str, Any]:
     }
 
 
-def plan_recipe(result: ValidationResult, *, registry: Registry | None = None) -> Plan:
+def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, trust_remote_code: bool = False,
+                untrusted: bool = False) -> Plan:
     """Plan one validated recipe (raises ``RecipeRuntimeError`` for a located mistake, like a base
-    whose config is nowhere at hand)."""
+    whose config is nowhere at hand).
+
+    The checkpoint's own code runs only with ``trust_remote_code`` (the command line's
+    ``--trust-remote-code``): the recipe key alone is not enough, so the plan is made from a copy with
+    the key off, and a base whose architecture exists only as its own code cannot be planned.
+    ``untrusted`` keeps only counts of the data (:func:`ftrecipe.untrusted.counts_only`)."""
     from ftrecipe.plan.suggest import suggestions
 
     recipe = result.recipe
     assert recipe is not None, "plan a valid recipe"
+    code_refused = recipe.model.trust_remote_code and not trust_remote_code
+    if code_refused:
+        recipe = recipe.model_copy(deep=True)
+        recipe.model.trust_remote_code = False
+        result = copy.copy(result)
+        result.recipe = recipe
     planner = Planner(result, registry)
     try:
         registry = planner.registry
@@ -291,9 +304,10 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None) -
             params={"total": footprint.total, "trainable": footprint.trainable, "strategy": recipe.freeze.strategy,
                     "by_module": by_module},
             memory=memory,
-            data=data_section(data),
+            data=counts_only(data_section(data), recipe.head.labels) if untrusted else data_section(data),
             compute=compute_section(recipe, footprint, data),
-            warnings=recipe_warnings(recipe, result.base_dir) + data_warnings(data),
+            warnings=recipe_warnings(recipe, result.base_dir, code_refused=code_refused)
+            + ([] if untrusted else data_warnings(data)),
         )
     finally:
         planner.close()

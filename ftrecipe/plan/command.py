@@ -37,8 +37,10 @@ def run_plan(args: argparse.Namespace) -> int:
     from ftrecipe.plan import render as show
     from ftrecipe.validation import validate_file
 
+    from ftrecipe.untrusted import untrusted_checked
+
     never_download()
-    results = [validate_file(path, overrides=args.overrides) for path in args.recipes]
+    results = untrusted_checked([validate_file(path, overrides=args.overrides) for path in args.recipes], args.untrusted)
     invalid = [d for r in results for d in r.diagnostics if d.severity == "error"]
     if invalid:
         print(render(invalid, "text"), file=sys.stderr)
@@ -52,7 +54,7 @@ def run_plan(args: argparse.Namespace) -> int:
     plans, code = [], EXIT_OK
     for result in results:
         try:
-            plan = plan_recipe(result).as_dict()
+            plan = plan_recipe(result, trust_remote_code=args.trust_remote_code, untrusted=args.untrusted).as_dict()
             if args.probe:
                 from ftrecipe.plan.probe import probe
 

@@ -19,6 +19,7 @@ from ftrecipe.diagnostics import Diagnostic, render
 from ftrecipe.errors import RecipeRuntimeError
 from ftrecipe.plan.sources import SourceError, read_source, validate_source
 from ftrecipe.plan.memory import duration, human
+from ftrecipe.untrusted import untrusted_checked
 from ftrecipe.validation import ValidationResult, flatten, resolved_data
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -232,14 +233,14 @@ def diff_recipes(old: ValidationResult, new: ValidationResult, planner: Planner 
     return result
 
 
-def _default_planner() -> Planner:
+def _default_planner(*, trust_remote_code: bool = False, untrusted: bool = False) -> Planner:
     def plan(result: ValidationResult) -> Any:
         from ftrecipe.plan.build import plan_recipe  # may import torch: only once both sides are valid
         from ftrecipe.plan.command import never_download, settle_libraries
 
         never_download()
         try:
-            return plan_recipe(result)
+            return plan_recipe(result, trust_remote_code=trust_remote_code, untrusted=untrusted)
         finally:
             settle_libraries()
 
@@ -328,6 +329,8 @@ def run_diff(args: argparse.Namespace, planner: Planner | None = None) -> int:
             print(f"ftrecipe diff: {error}", file=sys.stderr)
             return EXIT_USAGE
         results.append(validate_source(source))
+    untrusted = getattr(args, "untrusted", False)
+    untrusted_checked(results, untrusted)
     if not all(result.ok for result in results):
         print(render([d for result in results if not result.ok for d in result.diagnostics], "text"), file=sys.stderr)
         return EXIT_USAGE
@@ -336,7 +339,8 @@ def run_diff(args: argparse.Namespace, planner: Planner | None = None) -> int:
 
         leave_bitsandbytes_out()  # plans quantise nothing: NF4 and 8-bit states are arithmetic
     try:
-        diff = diff_recipes(*results, planner=planner)
+        diff = diff_recipes(*results, planner=planner or _default_planner(
+            trust_remote_code=getattr(args, "trust_remote_code", False), untrusted=untrusted))
     except LocatedMistake as mistake:
         print(mistake.diagnostic.text(), file=sys.stderr)
         return EXIT_USAGE

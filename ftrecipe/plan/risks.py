@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ftrecipe.data import resolve_sources
-from ftrecipe.hub import looks_like_hub_id
+from ftrecipe.hub import looks_like_hub_id, remote_code_summary
 from ftrecipe.plan.memory import duration
 from ftrecipe.plan_records import PlanData
 from ftrecipe.sections import RecipeBase
@@ -31,11 +31,17 @@ def _usual_range(optimizer: str, strategy: str) -> tuple[float, float]:
     return USUAL_LEARNING_RATES.get((family, strategy)) or USUAL_LEARNING_RATES[(family, "any")]
 
 
-def recipe_warnings(recipe: RecipeBase, base_dir: Path) -> list[str]:
+def recipe_warnings(recipe: RecipeBase, base_dir: Path, *, code_refused: bool = False) -> list[str]:
+    """What a reviewer should know about the recipe's settings. ``code_refused``: the recipe asks for the
+    checkpoint's own code, and the plan was made without it (no ``--trust-remote-code``)."""
     model, data, training = recipe.model, recipe.data, recipe.training
     warnings: list[str] = []
-    if model.trust_remote_code:
-        warnings.append("model.trust_remote_code is true: the checkpoint's own Python code runs on this machine")
+    if code_refused:
+        warnings.append("model.trust_remote_code is true, but the plan ran none of the checkpoint's own code "
+                        "(`ftrecipe plan --trust-remote-code` lets it): the base was planned from its config.json "
+                        "with Transformers' own classes")
+    elif model.trust_remote_code:
+        warnings.append(f"model.trust_remote_code is true: {remote_code_summary(model.base, model.revision)}")
     if model.init == "pretrained" and model.revision is None and looks_like_hub_id(model.base) \
             and Path(model.base).suffix not in WEIGHT_FILE_SUFFIXES and not (base_dir / model.base).exists():
         warnings.append(f"model.revision is not pinned: '{model.base}' may change under the recipe (pin a commit)")

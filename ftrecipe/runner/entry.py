@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ftrecipe.errors import RecipeRuntimeError, RunFailure
+from ftrecipe.hub import remote_code_summary
 from ftrecipe.libraries import LIBRARY_LOG, adopt_library_loggers, collector
 from ftrecipe.records import resolve
 from ftrecipe.registry import get_registry
@@ -281,6 +282,9 @@ class Run:
             reporter.info(line)
         for warning in self.data.report.warnings:
             reporter.warn(warning)
+        model = recipe.model
+        if model.trust_remote_code and model.init == "pretrained":  # said before the model is loaded
+            reporter.warn(f"model.trust_remote_code is true: {remote_code_summary(model.base, model.revision)}")
 
     def record(self) -> None:
         """The resolved recipe and run.json (versions, hardware, seed, command, data file hashes); the callbacks."""

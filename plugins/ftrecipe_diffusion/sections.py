@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ftrecipe.plugin import DataSection, EvaluationSection, ModelSection, TrainingSection
+from ftrecipe.plugin import LOCAL_PATH, DataSection, EvaluationSection, ModelSection, TrainingSection
 
 #: The paper's live-subject prompts, with the subject written as ``{}`` (filled from the instance prompt).
 PAPER_PROMPTS = (
@@ -86,7 +86,7 @@ class DreamBoothData(ImageData):
     """
 
     format: Literal["dreambooth"]
-    instance_dir: str
+    instance_dir: Annotated[str, LOCAL_PATH]
     """Folder of the subject's photos (jpg, jpeg, png, webp, bmp), relative to the recipe."""
     instance_prompt: str
     """Prompt with a rare identifier and the class, e.g. ``a photo of sks dog``."""
@@ -94,7 +94,7 @@ class DreamBoothData(ImageData):
     """Use ``<image>.txt`` captions where they exist."""
     class_prompt: str | None = None
     """Prompt of the class (``a photo of dog``): switches prior preservation on."""
-    class_dir: str | None = None
+    class_dir: Annotated[str | None, LOCAL_PATH] = None
     """Folder of class images (created and filled with generated images where short)."""
     num_class_images: Annotated[int, Field(ge=1)] = 100
     """How many class images prior preservation uses."""

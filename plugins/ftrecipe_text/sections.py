@@ -6,14 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ftrecipe.plugin import DataSection, EvaluationSection, GenerationSettings, ModelSection, TrainingSection
+from ftrecipe.plugin import LOCAL_PATH, DataSection, EvaluationSection, GenerationSettings, ModelSection, TrainingSection
 
 
 class CausalLMModel(ModelSection):
     """A causal language model (LLaMA, Falcon, Mistral, ... any ``AutoModelForCausalLM``)."""
 
     modality: Literal["causal-lm"]
-    tokenizer: str | None = None
+    tokenizer: Annotated[str | None, LOCAL_PATH] = None
     """Tokenizer hub id or directory, when it is not stored with the base model."""
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
     """Attention kernel; ``auto`` lets Transformers choose (SDPA where it can). ``flash_attention_2`` needs
@@ -38,7 +38,7 @@ class TextClassificationModel(ModelSection):
     """A sequence classifier: an encoder (BERT-style) or decoder with a classification head."""
 
     modality: Literal["text-classification"]
-    tokenizer: str | None = None
+    tokenizer: Annotated[str | None, LOCAL_PATH] = None
     """Tokenizer hub id or directory, when it is not stored with the base model."""
 
 
@@ -109,7 +109,7 @@ class SqlEvalData(SftData):
     template: str | None = "-- schema: {schema}\n-- question: {question}\n-- sql: "
     columns: dict[str, str] = Field(default_factory=lambda: {"completion": "query"})
     """Map from the canonical column names to the generated ones (the SQL is in ``query``)."""
-    root: str
+    root: Annotated[str, LOCAL_PATH]
     """The sql-eval folder (``questions_gen_postgres.csv`` and ``metadata/``), relative to the recipe."""
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, model_validator
 
-from ftrecipe.plugin import AugmentationSection, DataSection, EvaluationSection, GenerationSettings, ModelSection, Section
+from ftrecipe.plugin import LOCAL_PATH, AugmentationSection, DataSection, EvaluationSection, GenerationSettings, ModelSection, Section
 
 
 class WhisperModel(ModelSection):
@@ -145,7 +145,7 @@ class NoiseAugmentation(AugmentationSection):
     """Noise type, or a list to draw from per clip: ``white``, ``pink`` (1/f), ``brown`` (1/f²), ``hum``
     (mains fundamental and harmonics) or ``file`` (a random excerpt of a recording in ``noise_dir``).
     Default: ``file`` when ``noise_dir`` is set, else one of the generated kinds."""
-    noise_dir: str | None = None
+    noise_dir: Annotated[str | None, LOCAL_PATH] = None
     """Folder of noise recordings (searched at any depth; wav, flac, ogg, mp3, aiff), relative to the
     recipe. Needed by ``kind: file``."""
     mains_hz: MainsHz = [50.0, 60.0]

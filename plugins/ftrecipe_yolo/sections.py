@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from ftrecipe.plugin import (
+    LOCAL_PATH,
     AugmentationSection,
     DataSection,
     FreezeSection,
@@ -100,7 +101,7 @@ class YoloData(DataSection):
     """
 
     format: Literal["yolo"]
-    yaml: str
+    yaml: Annotated[str, LOCAL_PATH]
     """The data YAML, relative to the recipe."""
 
 
@@ -109,7 +110,7 @@ class CocoData(DataSection):
     converter. ``train``/``eval`` are the JSON files; images are looked up in ``images``."""
 
     format: Literal["coco"]
-    images: str
+    images: Annotated[str, LOCAL_PATH]
     """The folder holding the images the JSON files name (``file_name``), relative to the recipe."""
 
 

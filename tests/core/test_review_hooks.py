@@ -71,7 +71,12 @@ def shipped_hooks() -> dict[str, dict]:
 def test_the_shipped_hooks_are_declared_as_documented():
     hooks = shipped_hooks()
     assert set(hooks) == {"ftrecipe-validate", "ftrecipe-plan"}
-    assert hooks["ftrecipe-validate"]["entry"] == "ftrecipe validate" and hooks["ftrecipe-plan"]["entry"] == "ftrecipe plan --check"
+    # the recipes are a stranger's: nothing outside the repository is read, no checkpoint code runs
+    assert hooks["ftrecipe-validate"]["entry"] == "ftrecipe validate --untrusted"
+    assert hooks["ftrecipe-plan"]["entry"] == "ftrecipe plan --check --untrusted"
+    assert not any("--trust-remote-code" in hook["entry"] for hook in hooks.values())
+    commands = [line for line in SCRIPT.read_text().splitlines() if not line.lstrip().startswith("#")]
+    assert not any("--trust-remote-code" in line for line in commands)
     assert hooks["ftrecipe-plan"]["verbose"] is True
     for hook in hooks.values():
         assert hook["language"] == "python" and hook["pass_filenames"] is True
@@ -170,3 +175,82 @@ def test_the_review_script_without_recipe_changes_and_with_a_bad_base(repo):
     out, body = review(repo, "0" * 40)
     assert out.returncode == 2 and body == ""
     assert f"recipe-review: '{'0' * 40}' is not a commit of this repository" in out.stderr
+
+
+# ---------------------------------------------------------------- a hostile pull request
+
+MARKED = """
+import pathlib, os
+pathlib.Path(os.environ["FTRECIPE_TEST_MARKER"]).write_text("the checkpoint's own code ran")
+from transformers import LlamaConfig
+class EvilConfig(LlamaConfig):
+    model_type = "evil-llama"
+"""
+EVIL_CONFIG = {"model_type": "evil-llama", "architectures": ["EvilForCausalLM"], "vocab_size": 100, "hidden_size": 64,
+               "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+               "auto_map": {"AutoConfig": "configuration_evil.EvilConfig", "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}}
+
+
+def hostile_recipes(base_recipe: str) -> dict[str, str]:
+    """A checkpoint whose code writes a marker when imported (asked for by the recipe key), and data
+    paths that leave the repository three ways."""
+    evil = base_recipe.replace("  base: llama                # architecture family of the from-scratch model\n  init: scratch\n",
+                               "  base: models/evil\n  trust_remote_code: true\n").replace("strategy: full", "strategy: lora")
+    jsonl = "data:\n  format: jsonl\n  train: {}\n"
+    head, _, tail = base_recipe.partition("data:\n")
+    tail = tail[tail.index("training:"):]
+    return {
+        "models/evil/config.json": json.dumps(EVIL_CONFIG),
+        "models/evil/configuration_evil.py": MARKED,
+        "models/evil/modeling_evil.py": MARKED,
+        "recipes/evil.yaml": evil,
+        "recipes/climb.yaml": head + jsonl.format("../../../../../../etc/passwd") + tail,
+        "recipes/absolute.yaml": head + jsonl.format("/etc/passwd") + tail,
+        "recipes/link.yaml": head + jsonl.format("data/passwd.jsonl") + tail,
+    }
+
+
+def test_a_hostile_pull_request_runs_no_checkpoint_code_and_reads_nothing_outside(repo, tmp_path):
+    marker = tmp_path / "MARKER"
+    base = commit(repo, {"recipes/llama.yaml": LLAMA}, "base")
+    (repo / "recipes" / "data").mkdir(parents=True)
+    (repo / "recipes" / "data" / "passwd.jsonl").symlink_to("/etc/passwd")
+    commit(repo, hostile_recipes(LLAMA), "a hostile pull request")
+    out, body = review(repo, base)  # validate, plan and diff as the workflow runs them
+    for command in (["validate", "--untrusted"], ["plan", "--untrusted"], ["diff", "--untrusted", "recipes/llama.yaml"]):
+        run(repo, "ftrecipe", *command, "recipes/evil.yaml", FTRECIPE_TEST_MARKER=str(marker))
+    local_config(repo, "ftrecipe-plan")
+    hooks = run(repo, sys.executable, "-m", "pre_commit", "run", "--all-files", "--color", "never",
+                PRE_COMMIT_HOME=str(repo.parent / "pre-commit-home"), FTRECIPE_TEST_MARKER=str(marker))
+    assert not marker.exists()  # no review command imported the checkpoint's module
+    assert out.returncode == 1  # the paths that leave the repository are mistakes, each at its key
+    for name, value, why in (("climb", "../../../../../../etc/passwd", "resolves outside the repository"),
+                             ("absolute", "/etc/passwd", "is an absolute path"),
+                             ("link", "data/passwd.jsonl", "is a symbolic link that leaves the repository")):
+        assert f"::error file=recipes/{name}.yaml,line=" in out.stdout and f"data.train: '{value}' {why}" in out.stdout
+    assert "root:" not in body and "root:" not in out.stdout and "root:" not in hooks.stdout  # /etc/passwd was not read
+    assert "plan unavailable: the architecture of 'models/evil' is the checkpoint's own Python code " \
+           "(configuration_evil.py, modeling_evil.py)" in body
+    assert hooks.returncode == 1 and "data.train: '/etc/passwd' is an absolute path" in hooks.stdout
+
+
+def test_trust_remote_code_on_the_command_line_is_what_lets_a_plan_run_it(repo, tmp_path):
+    marker = tmp_path / "MARKER"
+    commit(repo, hostile_recipes(LLAMA), "a checkpoint with code")
+    out = run(repo, "ftrecipe", "plan", "--trust-remote-code", "recipes/evil.yaml", FTRECIPE_TEST_MARKER=str(marker))
+    assert marker.exists(), out.stderr  # the person said so: the plan built the checkpoint's own classes
+
+
+def test_a_base_of_a_known_family_is_planned_from_its_config_without_its_code(repo, tmp_path):
+    """config.json names a model type Transformers knows (as well as an auto_map): planned with Transformers'
+    own class, the code unrun, and the plan says so."""
+    marker = tmp_path / "MARKER"
+    files = hostile_recipes(LLAMA)
+    files["models/evil/config.json"] = json.dumps({**EVIL_CONFIG, "model_type": "llama"})
+    commit(repo, files, "a known family with code beside it")
+    out = run(repo, "ftrecipe", "plan", "--untrusted", "--format", "json", "recipes/evil.yaml", FTRECIPE_TEST_MARKER=str(marker))
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["params"]["total"] > 0 and not marker.exists()
+    assert any(w.startswith("model.trust_remote_code is true, but the plan ran none of the checkpoint's own code")
+               for w in plan["warnings"])
