@@ -37,7 +37,7 @@ from ftrecipe.data import (
 from ftrecipe.errors import RecipeRuntimeError, RunFailure
 from ftrecipe.freeze import FreezeReport, ModelAnatomy
 from ftrecipe.hookspec import hookimpl
-from ftrecipe.hub import find_config, load_pretrained, looks_like_hub_id
+from ftrecipe.hub import RemoteCodeRefused, find_config, load_pretrained, looks_like_hub_id
 from ftrecipe.records import Augmentation, Callback, DatasetFormat, Metric, Modality, Problem, resolve
 from ftrecipe.plan_records import DataGuidance, PlanData
 from ftrecipe.registry import Registry
@@ -68,6 +68,7 @@ from ftrecipe.task import (
 
 __all__ = [
     "LOCAL_PATH",
+    "RemoteCodeRefused",
     # registration
     "hookimpl",
     "Modality",

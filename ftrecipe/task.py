@@ -61,6 +61,11 @@ class TaskContext:
     """The device type the run trains on (``cuda``, ``cpu`` or ``mps``): a switch this hardware cannot
     honour is refused with a :class:`~ftrecipe.errors.RecipeRuntimeError` naming its key. None while
     `ftrecipe plan` asks (it runs before any device is chosen)."""
+    runs_checkpoint_code: bool = True
+    """Whether code a checkpoint carries may run here: its own modules (``model.trust_remote_code``,
+    which the recipe then also says) or a pickled file's (``torch.load`` without ``weights_only``).
+    True for `ftrecipe run`; for `plan` and `diff` only with ``--trust-remote-code``. Where it is False,
+    raise :class:`~ftrecipe.hub.RemoteCodeRefused` instead of reading such a file."""
 
     @property
     def seed(self) -> int:

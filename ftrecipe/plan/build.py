@@ -110,7 +110,8 @@ def structure_key(recipe: RecipeBase) -> str:
 # ------------------------------------------------------------------------------ measuring
 
 
-def make_task(result: ValidationResult, recipe: RecipeBase, registry: Registry, output_dir: Path) -> Any:
+def make_task(result: ValidationResult, recipe: RecipeBase, registry: Registry, output_dir: Path, *,
+              runs_checkpoint_code: bool = False) -> Any:
     """The modality's task for planning; its recipe has ``hardware.precision: auto`` resolved the way the
     plan reads it, so the task loads weights in the dtype of the device the recipe is meant for."""
     from ftrecipe.task import TaskContext
@@ -121,7 +122,7 @@ def make_task(result: ValidationResult, recipe: RecipeBase, registry: Registry, 
     task_class = resolve(registry.modalities[recipe.model.modality].task)
     quiet = lambda message: None  # noqa: E731 - the plan reports through its own warnings
     ctx = TaskContext(recipe=recipe, registry=registry, base_dir=Path(result.base_dir), output_dir=output_dir,
-                      log=quiet, warn=quiet)
+                      log=quiet, warn=quiet, runs_checkpoint_code=runs_checkpoint_code)
     return task_class(ctx)
 
 
@@ -150,8 +151,9 @@ def measure(task: Any, recipe: RecipeBase) -> Footprint:
 class Planner:
     """Plans a recipe and variants of it (the suggestions), measuring each model structure once."""
 
-    def __init__(self, result: ValidationResult, registry: Registry | None = None) -> None:
+    def __init__(self, result: ValidationResult, registry: Registry | None = None, *, runs_checkpoint_code: bool = False) -> None:
         self.result = result
+        self.runs_checkpoint_code = runs_checkpoint_code
         self.registry = registry or get_registry()
         self._footprints: dict[str, Footprint] = {}
         self._tasks: dict[str, Any] = {}
@@ -162,7 +164,8 @@ class Planner:
         from-config model's tokenizer) once for all the plan hooks."""
         key = structure_key(recipe)
         if key not in self._tasks:
-            self._tasks[key] = make_task(self.result, recipe, self.registry, Path(self._tmp.name) / f"run-{len(self._tasks)}")
+            self._tasks[key] = make_task(self.result, recipe, self.registry, Path(self._tmp.name) / f"run-{len(self._tasks)}",
+                                         runs_checkpoint_code=self.runs_checkpoint_code)
         return self._tasks[key]
 
     def footprint(self, recipe: RecipeBase) -> Footprint:
@@ -265,7 +268,7 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, t
         recipe.model.trust_remote_code = False
         result = copy.copy(result)
         result.recipe = recipe
-    planner = Planner(result, registry)
+    planner = Planner(result, registry, runs_checkpoint_code=trust_remote_code)
     try:
         registry = planner.registry
         record = registry.modalities[recipe.model.modality]

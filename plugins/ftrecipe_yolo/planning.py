@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ftrecipe.plugin import DataGuidance, FreezeReport, PlanData, RecipeRuntimeError
+from ftrecipe.plugin import DataGuidance, FreezeReport, PlanData, RecipeRuntimeError, RemoteCodeRefused
 from ftrecipe_yolo.datasets import SEED_GUIDANCE
 
 if TYPE_CHECKING:
@@ -83,6 +83,10 @@ def architecture(task: YoloTask) -> str | dict[str, Any]:
         return shipped
     local = (task.ctx.base_dir / Path(base).expanduser()).resolve()
     if local.is_file():
+        if not task.ctx.runs_checkpoint_code:  # Ultralytics' checkpoints are pickles: reading one runs what it carries
+            raise RemoteCodeRefused(f"plan unavailable: the architecture of '{base}' is inside the pickled checkpoint, and "
+                                    "unpickling runs whatever code the file carries: name the architecture's YAML in "
+                                    "model.base, or let the plan read it with `--trust-remote-code`")
         return task._cfg(str(local))
     raise RecipeRuntimeError(("model", "base"), f"'{base}' is not a local file and Ultralytics ships no model YAML named "
                              f"{shipped}: name the architecture's YAML (e.g. yolo11n.yaml) or put the weights next to the recipe")

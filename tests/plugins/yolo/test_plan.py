@@ -174,3 +174,25 @@ def test_weights_that_are_neither_here_nor_an_ultralytics_yaml(tmp_path):
     with pytest.raises(RecipeRuntimeError) as caught:
         plan.plan_model()
     assert caught.value.path == ("model", "base") and "my-detector.yaml" in caught.value.message
+
+
+def test_a_plan_does_not_unpickle_local_weights_unless_told(tmp_path, monkeypatch):
+    """Ultralytics' .pt files are pickles: reading their architecture runs what they carry, so a plan
+    (a review) refuses to without --trust-remote-code (TaskContext.runs_checkpoint_code)."""
+    import ultralytics.nn.tasks
+
+    from ftrecipe.plugin import RemoteCodeRefused
+
+    (tmp_path / "my-detector.pt").write_bytes(b"a pickle")
+    opened: list[str] = []
+    monkeypatch.setattr(ultralytics.nn.tasks, "load_checkpoint", lambda path, *a, **k: opened.append(path) or 1 / 0)
+    text = SMALL.format(size=64, extra="").replace("base: yolo11n.yaml, init: scratch", "base: my-detector.pt")
+    task = task_of(text, tmp_path)
+    task.ctx.runs_checkpoint_code = False
+    with pytest.raises(RemoteCodeRefused, match="unpickling runs whatever code the file carries"):
+        task.plan_model()
+    assert opened == []
+    task.ctx.runs_checkpoint_code = True  # `ftrecipe run`, or plan --trust-remote-code: Ultralytics reads it
+    with pytest.raises(ZeroDivisionError):
+        task.plan_model()
+    assert opened == [str(tmp_path / "my-detector.pt")]
