@@ -23,7 +23,7 @@ from ftrecipe.overrides import Override, OverrideError, apply_overrides, parse_o
 from ftrecipe.registry import Registry, get_registry
 from ftrecipe.schema import recipe_class
 from ftrecipe.sections import LoraSettings, ModelSection, Quantization, RecipeBase
-from ftrecipe.yamlio import LoadedYaml, Path, load_yaml
+from ftrecipe.yamlio import MAX_RECIPE_BYTES, LoadedYaml, Path, load_yaml
 
 
 @dataclass
@@ -359,14 +359,23 @@ def validate_text(text: str, *, source: str, overrides: Sequence[str] = (), regi
 
 
 def validate_file(path: str | FsPath, *, overrides: Sequence[str] = (), registry: Registry | None = None) -> ValidationResult:
-    """Validate one recipe file; never raises for bad input."""
+    """Validate one recipe file; never raises for bad input. A file over MAX_RECIPE_BYTES is refused
+    unread (and the read stops there: a file that grew, or a device, never fills the memory)."""
     path = FsPath(path)
+    text = ""
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size <= MAX_RECIPE_BYTES:
+            with path.open(encoding="utf-8") as file:
+                text = file.read(MAX_RECIPE_BYTES + 1)  # a file that grew since, or a device, stops here
     except FileNotFoundError:
         return ValidationResult(str(path), None, [Diagnostic(str(path), "", "no such file")])
     except (OSError, UnicodeDecodeError) as error:
         return ValidationResult(str(path), None, [Diagnostic(str(path), "", f"cannot read the file: {error}")])
+    if size > MAX_RECIPE_BYTES or len(text) > MAX_RECIPE_BYTES:
+        shown = f"{size:,} bytes" if size > MAX_RECIPE_BYTES else "over 1 MiB"
+        message = f"the file is {shown}; a recipe is at most 1 MiB"
+        return ValidationResult(str(path), None, [Diagnostic(str(path), "", message, 1, 1)])
     result = validate_text(text, source=str(path), overrides=overrides, registry=registry)
     result.base_dir = path.parent.resolve()
     return result
