@@ -275,6 +275,9 @@ class Run:
         self.task = self.task_class(ctx)
         reporter.info(f"{recipe.name}: {self.modality.name} from {recipe.model.base} on "
                       f"{self.accelerator.device} x{self.accelerator.num_processes}")
+        model = recipe.model
+        if model.trust_remote_code and model.init == "pretrained":  # before the tokenizer or model is loaded
+            reporter.warn(f"model.trust_remote_code is true: {remote_code_summary(model.base, model.revision)}")
         self.data = self.task.build_data()
         if len(self.data.train) == 0:
             raise RunFailure("no training examples left after loading (see the data report)")
@@ -282,9 +285,6 @@ class Run:
             reporter.info(line)
         for warning in self.data.report.warnings:
             reporter.warn(warning)
-        model = recipe.model
-        if model.trust_remote_code and model.init == "pretrained":  # said before the model is loaded
-            reporter.warn(f"model.trust_remote_code is true: {remote_code_summary(model.base, model.revision)}")
 
     def record(self) -> None:
         """The resolved recipe and run.json (versions, hardware, seed, command, data file hashes); the callbacks."""

@@ -102,3 +102,31 @@ def test_the_files_a_checkpoints_code_would_run_are_named(tmp_path):
     assert checkpoint_code(str(folder)) == ["configuration_x.py", "other/repo:modeling_x.py", "tokenization_x.py"]
     assert "configuration_x.py, other/repo:modeling_x.py, tokenization_x.py" in remote_code_summary(str(folder))
     assert checkpoint_code(str(tmp_path / "nowhere")) == [] and checkpoint_code("org/not-cached") == []
+
+
+SAYS_IT_RUNS = """
+print("the checkpoint's own code is running", flush=True)
+from transformers import LlamaConfig
+class CodeConfig(LlamaConfig):
+    model_type = "code-llama-test"
+"""
+
+
+def test_a_run_names_the_checkpoints_files_before_it_loads_them(tmp_path):
+    """`run` honours model.trust_remote_code (the person runs the recipe), and says first which files run."""
+    from tests.conftest import run_cli
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({
+        "model_type": "code-llama-test", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "auto_map": {"AutoConfig": "configuration_code.CodeConfig"}}))
+    (model / "configuration_code.py").write_text(SAYS_IT_RUNS)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model:\n  modality: causal-lm\n  base: {model}\n  trust_remote_code: true\n"
+                      "data:\n  format: synthetic\n  train_size: 8\n  eval_size: 2\nhardware:\n  accelerator: cpu\n")
+    result = run_cli("run", str(recipe), "--output", str(tmp_path / "run"), "--max-steps", "1")
+    said = f"warning: model.trust_remote_code is true: the checkpoint's own Python code runs on this machine: " \
+           f"configuration_code.py (from {model})"
+    assert said in result.stdout, result.stdout + result.stderr
+    assert result.stdout.index(said) < result.stdout.index("the checkpoint's own code is running")  # said, then run
