@@ -12,7 +12,7 @@ examples, each in its own subprocess (fresh CUDA memory statistics):
 - ftrecipe: a generated recipe run in-process (``validate_data`` + ``run_recipe``, as
   ``through_runner`` in bench/gpu_compare.py) with the speed switches on: packing; on CUDA loss
   ``fused`` and kernels ``liger`` (``chunked`` / ``none`` without liger-kernel), ``compile`` (not with
-  QLoRA, which ftrecipe refuses), attention ``sdpa`` (``flash_attention_2`` with flash-attn),
+  QLoRA or Liger's kernels, which ftrecipe refuses), attention ``sdpa`` (``flash_attention_2`` with flash-attn),
   ``paged-adamw-8bit`` for the 7B shape; on the CPU (``--tiny``) loss ``chunked``, compile only with
   ``--compile``.
 
@@ -306,8 +306,9 @@ def speed_switches(cuda: bool, shape: str, mode: str, compile_on_cpu: bool) -> d
     if not cuda:
         return {"packing": True, "loss": "chunked", "kernels": "none", "compile": compile_on_cpu and mode != "qlora",
                 "attn_implementation": "sdpa", "optimizer": "adamw"}
+    # compile with Liger's kernels fails on CUDA (ftrecipe refuses the pair): compile only without them
     return {"packing": True, "loss": "fused" if liger else "chunked", "kernels": "liger" if liger else "none",
-            "compile": mode != "qlora", "attn_implementation": "flash_attention_2" if flash else "sdpa",
+            "compile": mode != "qlora" and not liger, "attn_implementation": "flash_attention_2" if flash else "sdpa",
             "optimizer": "paged-adamw-8bit" if shape == "7b" else "adamw"}
 
 

@@ -26,6 +26,11 @@ def _check_causal_lm(recipe) -> list[Problem]:
     if getattr(recipe.training, "kernels", "none") == "liger" and recipe.quantised_base:
         problems.append(Problem(("training", "kernels"), "Liger's kernels are not measured on a quantised base yet "
                                                          "(bench/gpu_speed.sh measures LoRA); use kernels: none with QLoRA"))
+    if getattr(recipe.training, "kernels", "none") == "liger" and recipe.training.compile:
+        problems.append(Problem(("training", "compile"), "training.compile with training.kernels: liger fails on CUDA "
+                                                         "(torch.compile cannot trace Liger's RMSNorm, Liger-Kernel issue 174, "
+                                                         "seen after the model had loaded): keep one; the benchmark measured "
+                                                         "liger without compile fastest"))
     return problems
 
 

@@ -228,3 +228,16 @@ def test_liger_on_a_quantised_base_is_refused_until_measured():
         "--set training.kernels=liger: training.kernels: Liger's kernels are not measured on a quantised base yet "
         "(bench/gpu_speed.sh measures LoRA); use kernels: none with QLoRA"]
     assert validate_file(ROOT / "recipes" / "llama2-7b-sql-qlora.yaml", overrides=["training.loss=fused"]).ok
+
+
+def test_compile_with_liger_kernels_is_refused_at_validation_naming_both_keys(tmp_path, llama_dir, capsys):
+    """The pair crashed on an H200 after the model had loaded (Dynamo inside Liger's RMSNorm): now it never starts."""
+    from ftrecipe.cli import main
+
+    recipe = sft_recipe(tmp_path, llama_dir, "  strategy: lora\n")
+    code = main(["validate", str(recipe), "--set", "training.kernels=liger", "--set", "training.compile=true"])
+    assert code == 2
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "training.compile:" in line]
+    assert line.startswith("--set training.compile=true: training.compile: training.compile with training.kernels: liger")
+    assert main(["validate", str(recipe), "--set", "training.kernels=liger"]) == 0
+    assert main(["validate", str(recipe), "--set", "training.compile=true"]) == 0
