@@ -250,6 +250,12 @@ class ModalityTask:
         """
         return {}
 
+    def speed_settings(self) -> dict[str, Any]:
+        """The speed switches as the run will use them (an ``auto`` setting resolved for the recipe's
+        device), for ``ftrecipe plan`` and ``diff``: ``{"loss": "fused", "kernels": "liger"}``. Called
+        before any model is built; the default has none."""
+        return {}
+
     def fit(self, session: TrainSession) -> FitResult:
         """Train with your own inner loop (``owns_loop = True``), reporting through ``session``."""
         raise NotImplementedError(f"{type(self).__name__} sets owns_loop but does not implement fit()")

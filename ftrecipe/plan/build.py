@@ -57,10 +57,13 @@ class Plan:
     data: dict[str, Any]
     compute: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    speed: dict[str, Any] = field(default_factory=dict)
+    """The speed switches as the task will run them (``ModalityTask.speed_settings``; ``auto`` resolved)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"recipe": self.recipe, "plugin": self.plugin, "defaults_used": self.defaults_used, "params": self.params,
-                "memory": self.memory, "data": self.data, "compute": self.compute, "warnings": self.warnings}
+                "memory": self.memory, "data": self.data, "compute": self.compute, "speed": self.speed,
+                "warnings": self.warnings}
 
 
 # ------------------------------------------------------------------------------ settings
@@ -273,6 +276,7 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, t
         registry = planner.registry
         record = registry.modalities[recipe.model.modality]
         data = planner.task(recipe).plan_data()
+        speed = planner.task(recipe).speed_settings()
         footprint = planner.footprint(recipe)
         current = planner.estimate(recipe)
         budget = budget_of(recipe)
@@ -309,6 +313,7 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, t
             memory=memory,
             data=counts_only(data_section(data), recipe.head.labels) if untrusted else data_section(data),
             compute=compute_section(recipe, footprint, data),
+            speed=speed,
             warnings=recipe_warnings(recipe, result.base_dir, code_refused=code_refused)
             + ([] if untrusted else data_warnings(data)),
         )

@@ -19,6 +19,7 @@ from ftrecipe.diagnostics import Diagnostic, render
 from ftrecipe.errors import RecipeRuntimeError
 from ftrecipe.plan.sources import SourceError, read_source, validate_source
 from ftrecipe.plan.memory import duration, human
+from ftrecipe.plan.render import speed_text
 from ftrecipe.untrusted import untrusted_checked
 from ftrecipe.validation import ValidationResult, flatten, resolved_data
 
@@ -156,6 +157,8 @@ def _change(before: float | None, after: float | None, fmt: Callable[[float], st
         return "n/a"
     if before == after:
         return "same"
+    if not isinstance(before, (int, float)) or not isinstance(after, (int, float)):
+        return "changed"
     delta = after - before
     text = ("+" if delta > 0 else "") + fmt(delta)
     if before:
@@ -199,7 +202,7 @@ def impact(old: Side, new: Side) -> list[ImpactRow]:
 
         return ImpactRow(name, shown(old, before), shown(new, after), _change(before, after, fmt))
 
-    return [
+    rows = [
         row("trainable parameters", ("params", "trainable"), count, _trainable),
         row("total parameters", ("params", "total"), count),
         row("memory per device", ("memory", "per_device_bytes"), human, _memory),
@@ -208,6 +211,9 @@ def impact(old: Side, new: Side) -> list[ImpactRow]:
         row("training compute", ("compute", "train_flops"), flops),
         row("training time", ("compute", "hours"), duration, _hours),
     ]
+    if old.get("speed") or new.get("speed"):  # a modality with switches, one of them on (or speed: auto)
+        rows.append(row("speed switches", ("speed",), lambda v: speed_text(v) if v else "all off"))
+    return rows
 
 
 def diff_recipes(old: ValidationResult, new: ValidationResult, planner: Planner | None = None) -> RecipeDiff:

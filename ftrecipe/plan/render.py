@@ -83,6 +83,8 @@ def text(plan: dict[str, Any]) -> str:
     if data["balance"]:
         lines.append("  balance: " + ", ".join(f"{k} {v:,}" for k, v in data["balance"].items()))
     lines.append(f"compute  {_flops(compute['train_flops'])} FLOPs over {_count(compute['steps'])} steps; {_time(compute)}")
+    if plan.get("speed"):
+        lines.append(f"switches  {speed_text(plan['speed'])}")
     if "probe" in memory:
         lines += probe_lines(memory["probe"])
     if plan["warnings"]:
@@ -93,6 +95,12 @@ def text(plan: dict[str, Any]) -> str:
         more = len(plan["defaults_used"]) - 12
         lines.append(f"defaults used  {shown}" + (f" (and {more} more)" if more > 0 else ""))
     return "\n".join(lines)
+
+
+def speed_text(speed: dict[str, Any]) -> str:
+    """``{"speed": "auto (loss fused)", "loss": "fused", "compile": False}`` -> ``speed auto (loss fused), loss fused, compile off``."""
+    word = {True: "on", False: "off"}
+    return ", ".join(f"{name} {word.get(value, value) if isinstance(value, bool) else value}" for name, value in speed.items())
 
 
 def probe_lines(probe: dict[str, Any]) -> list[str]:
@@ -113,6 +121,8 @@ def markdown(plan: dict[str, Any]) -> str:
     ]
     rows += [(f"&nbsp;&nbsp;{COMPONENTS.get(k, k)}", human(v)) for k, v in memory["breakdown"].items() if v]
     rows += [("data", _amount(data)), ("compute", f"{_flops(compute['train_flops'])} FLOPs, {_time(compute)}")]
+    if plan.get("speed"):
+        rows.append(("speed switches", speed_text(plan["speed"])))
     lines = [f"#### `ftrecipe plan {plan['recipe']}`", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in rows]
     for suggestion in memory["suggestions"]:

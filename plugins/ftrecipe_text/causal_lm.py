@@ -13,7 +13,15 @@ from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, Mo
 from ftrecipe_text.formatting import render_example
 from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
 from ftrecipe_text.packing import compare_padding, flattened_collate, pack_examples, packed_collate
-from ftrecipe_text.speed import apply_switches, check_switches, smoke_switches
+from ftrecipe_text.speed import (
+    apply_switches,
+    base_model_type,
+    check_switches,
+    resolve_speed,
+    smoke_switches,
+    speed_settings,
+    target_device,
+)
 from ftrecipe_text.records import FormatError
 from ftrecipe_text.tokenization import IGNORE_INDEX, TokenizedExample, pad_collate, tokenize_examples
 
@@ -62,6 +70,9 @@ class CausalLMTask(ModalityTask):
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
+        device = target_device(self.recipe, ctx.device)
+        speed_auto = getattr(self.recipe.training, "speed", "off") == "auto" and device == "cuda"
+        self.speed_chosen = resolve_speed(self.recipe, device, base_model_type(self.recipe) if speed_auto else None)
         if ctx.smoke:  # a smoke run checks the pipeline on this machine: without what it cannot run
             smoke_switches(self.recipe, ctx.device, ctx.log)
         check_switches(self.recipe, ctx.device)  # before the data is read and the model loaded
@@ -153,7 +164,12 @@ class CausalLMTask(ModalityTask):
         return anatomy
 
     def apply_speedups(self, model: torch.nn.Module) -> dict[str, Any]:
-        return apply_switches(model, self.recipe)
+        switches = apply_switches(model, self.recipe)
+        auto = speed_settings(self.recipe, self.speed_chosen).get("speed")
+        return {"speed": auto, **switches} if auto else switches
+
+    def speed_settings(self) -> dict[str, Any]:
+        return speed_settings(self.recipe, self.speed_chosen)
 
     def batch_counts(self, batch: dict[str, Any]) -> tuple[int, int]:
         return int(batch["examples"]), int(batch["tokens"])

@@ -32,6 +32,12 @@ class CausalLMTraining(TrainingSection):
     kernels: Literal["none", "liger"] = "none"
     """``liger``: Liger's fused RMSNorm, RoPE and SwiGLU kernels in the model's layers, applied after
     the LoRA wrap (CUDA, ``pip install 'ftrecipe[gpu]'``; LLaMA, Mistral, Qwen, Gemma, Phi-3 and more)."""
+    speed: Literal["off", "auto"] = "off"
+    """``auto``: the speed switches this recipe does not write are set to the fastest combination measured
+    to work on the run's device with the libraries installed. On CUDA with liger-kernel: loss ``fused``
+    and kernels ``liger`` (Liger's kernels not on a quantised base, a model type Liger lacks, or with
+    ``compile``), packing as the data says (on by default); elsewhere nothing has been measured faster and
+    nothing changes. The run log, ``run.json``, ``ftrecipe plan`` and ``diff`` show what it resolved to."""
 
 
 class TextClassificationModel(ModelSection):

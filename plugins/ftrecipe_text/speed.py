@@ -22,6 +22,7 @@ import torch
 
 from ftrecipe.plugin import RecipeRuntimeError
 from ftrecipe_text.chunked_loss import linear_cross_entropy
+from ftrecipe_text.tiny import family_of
 from ftrecipe_text.tokenization import IGNORE_INDEX
 
 HIDDEN_STATE_LOSS_MODELS = ("llama", "mistral", "qwen2", "falcon")
@@ -52,6 +53,67 @@ def check_switches(recipe: Any, device: str | None) -> None:
             raise RecipeRuntimeError(("model", "attn_implementation"),
                                      "flash_attention_2 needs the flash-attn package: pip install flash-attn "
                                      "--no-build-isolation (or use sdpa)")
+
+
+def target_device(recipe: Any, device: str | None) -> str | None:
+    """The run's device; while planning (``device`` None), the one the recipe is meant for."""
+    if device is not None:
+        return device
+    hardware = recipe.hardware
+    if hardware.accelerator == "auto":
+        return "cuda" if hardware.gpu is not None else None
+    return hardware.accelerator
+
+
+def base_model_type(recipe: Any) -> str | None:
+    """The base's ``model_type`` from its config on this machine, else from its name (``meta-llama/...``
+    is llama), without running a checkpoint's own code; None where it cannot be told."""
+    model = recipe.model
+    if model.init == "scratch":
+        return family_of(model.base)
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model.base, revision=model.revision, local_files_only=True).model_type
+    except (OSError, ValueError, KeyError):  # not here (a plan before the download): the name may tell
+        return family_of(model.base)
+
+
+def liger_model_types() -> set[str]:
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    return {name for name in MODEL_TYPE_TO_APPLY_LIGER_FN if name}
+
+
+def resolve_speed(recipe: Any, device: str | None, model_type: str | None) -> list[str]:
+    """``training.speed: auto`` on ``device``: set each switch the recipe does not write to the fastest
+    combination measured to work there (bench/speed_ab.py, LLaMA 1B LoRA on an H200: packing, fused loss
+    and Liger's kernels, 1.71x the tokens/s of a plain Transformers + PEFT loop in 44% of its peak memory;
+    compile with Liger crashed). Returns what it set, for the log; nothing off CUDA or without Liger."""
+    training = recipe.training
+    if getattr(training, "speed", "off") != "auto" or device != "cuda" or importlib.util.find_spec("liger_kernel") is None:
+        return []
+    written, chosen = set(training.model_fields_set), []
+    if "loss" not in written and model_type in HIDDEN_STATE_LOSS_MODELS:
+        training.loss = "fused"
+        chosen.append("loss fused")
+    if "kernels" not in written and not training.compile and not recipe.quantised_base and model_type in liger_model_types():
+        training.kernels = "liger"
+        chosen.append("kernels liger")
+    return chosen
+
+
+def speed_settings(recipe: Any, chosen: list[str] | None) -> dict[str, Any]:
+    """The switches as they will run, for the plan (``speed: auto`` and what it chose); empty when every
+    switch is off, as it is by default."""
+    training, data = recipe.training, recipe.data
+    if getattr(training, "speed", "off") == "off" and (training.loss, training.kernels, training.compile) == ("standard", "none", False):
+        return {}
+    settings: dict[str, Any] = {"loss": training.loss, "kernels": training.kernels, "compile": training.compile,
+                                "packing": getattr(data, "packing", False)}
+    if getattr(training, "speed", "off") == "auto":
+        settings = {"speed": f"auto ({', '.join(chosen) if chosen else 'nothing measured faster here'})", **settings}
+    return settings
 
 
 def smoke_switches(recipe: Any, device: str | None, log: Any) -> None:

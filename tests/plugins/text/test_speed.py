@@ -17,7 +17,7 @@ from ftrecipe_text.chunked_loss import chunk_tokens, linear_cross_entropy
 from ftrecipe_text.packing import flattened_collate, pack_examples, packed_collate
 from ftrecipe_text.speed import HIDDEN_STATE_LOSS_MODELS, apply_liger_kernels, install_hidden_state_loss
 from ftrecipe_text.tokenization import TokenizedExample
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from tests.plugins.text.test_runs import llama_dir, sft_recipe  # noqa: F401 - llama_dir is a fixture
 
 VOCAB = 300
@@ -191,14 +191,15 @@ def test_a_cuda_switch_on_a_cpu_is_a_located_exit_2(tmp_path, llama_dir, capsys,
 
 def test_smoke_runs_a_cuda_recipe_here_and_says_what_gave_way(tmp_path, llama_dir):
     recipe = sft_recipe(tmp_path, llama_dir, "  strategy: full\n",
-                        extra="").read_text().replace("  log_every: 1\n", "  log_every: 1\n  kernels: liger\n  loss: fused\n")
+                        extra="").read_text().replace("  log_every: 1\n", "  log_every: 1\n  kernels: liger\n  loss: fused\n  speed: auto\n")
     (tmp_path / "r.yaml").write_text(recipe.replace("  accelerator: cpu\n", "  accelerator: auto\n"))
     result = run_cli("run", str(tmp_path / "r.yaml"), "--smoke", "--output", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-2000:]
     if not torch.cuda.is_available():
         assert "kernels liger -> none, loss fused -> chunked" in result.stdout + result.stderr
         speed = json.loads((tmp_path / "run" / "run.json").read_text())["speed"]
-        assert speed == {"compile": False, "optimizer": "adamw", "attention": "sdpa", "loss": "chunked", "kernels": "none"}
+        assert speed == {"compile": False, "optimizer": "adamw", "speed": "auto (nothing measured faster here)",
+                         "attention": "sdpa", "loss": "chunked", "kernels": "none"}
 
 
 # -- what the speed benchmark builds on --------------------------------------------------------------
@@ -241,3 +242,58 @@ def test_compile_with_liger_kernels_is_refused_at_validation_naming_both_keys(tm
     assert line.startswith("--set training.compile=true: training.compile: training.compile with training.kernels: liger")
     assert main(["validate", str(recipe), "--set", "training.kernels=liger"]) == 0
     assert main(["validate", str(recipe), "--set", "training.compile=true"]) == 0
+
+
+AUTO = "  speed: auto\n"
+
+
+def auto_recipe(tmp_path, llama_dir, strategy="  strategy: lora\n", *sets):
+    from ftrecipe.validation import validate_file
+
+    recipe = sft_recipe(tmp_path, llama_dir, strategy)
+    result = validate_file(recipe, overrides=["training.speed=auto", *sets])
+    assert result.ok, [d.text() for d in result.diagnostics]
+    return result.recipe
+
+
+@pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is None, reason="speed: auto picks Liger only where it is installed")
+def test_speed_auto_resolves_to_the_measured_set_on_cuda_and_written_keys_win(tmp_path, llama_dir):
+    from ftrecipe_text.speed import resolve_speed
+
+    recipe = auto_recipe(tmp_path, llama_dir)
+    assert resolve_speed(recipe, "cuda", "llama") == ["loss fused", "kernels liger"]
+    assert (recipe.training.loss, recipe.training.kernels, recipe.training.compile) == ("fused", "liger", False)
+    written = auto_recipe(tmp_path, llama_dir, "  strategy: lora\n", "training.loss=chunked")
+    assert resolve_speed(written, "cuda", "llama") == ["kernels liger"] and written.training.loss == "chunked"
+    compiled = auto_recipe(tmp_path, llama_dir, "  strategy: lora\n", "training.compile=true")
+    assert resolve_speed(compiled, "cuda", "llama") == ["loss fused"]  # never the pair that crashed
+    quantised = auto_recipe(tmp_path, llama_dir, "  strategy: qlora\n", "hardware.precision=bf16-mixed")
+    assert resolve_speed(quantised, "cuda", "llama") == ["loss fused"]  # Liger's kernels: not measured on 4-bit
+    assert resolve_speed(auto_recipe(tmp_path, llama_dir), "cuda", "gpt2") == []  # neither is tested for gpt2
+
+
+def test_speed_auto_changes_nothing_where_nothing_was_measured_faster(tmp_path, llama_dir):
+    from ftrecipe_text.speed import resolve_speed
+
+    for device in ("cpu", "mps", None):
+        recipe = auto_recipe(tmp_path, llama_dir)
+        assert resolve_speed(recipe, device, "llama") == []
+        assert (recipe.training.loss, recipe.training.kernels) == ("standard", "none")
+    off = sft_recipe(tmp_path, llama_dir, "  strategy: lora\n")
+    from ftrecipe.validation import validate_file
+
+    plain = validate_file(off).recipe
+    assert resolve_speed(plain, "cuda", "llama") == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is None, reason="speed: auto picks Liger only where it is installed")
+def test_the_plan_shows_what_speed_auto_resolves_to_for_the_recipes_gpu(capsys):
+    """The shipped LLaMA-2 QLoRA recipe asks for speed: auto on CUDA: the plan counts and shows the fused loss."""
+    import json
+
+    from ftrecipe.cli import main
+
+    assert main(["plan", str(ROOT / "recipes" / "llama2-7b-sql-qlora.yaml"), "--format", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["speed"]["speed"] == "auto (loss fused)" and plan["speed"]["loss"] == "fused"
+    assert plan["memory"]["breakdown"]["logits_and_loss"] < 100 << 20  # without the 1 GiB of full logits
