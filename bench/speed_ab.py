@@ -45,6 +45,11 @@ recipe (the JSON names the refused keys).
     python bench/speed_ab.py --shape 7b --mode qlora      # LLaMA-2 7B shape, QLoRA (and --mode lora)
     python bench/speed_ab.py --tiny --mode lora           # a tiny model on the CPU (about 40 s on 2 cores)
     python bench/speed_ab.py --tiny --init scratch        # ftrecipe builds the model (init: scratch + model.tokenizer)
+    python bench/speed_ab.py --shape 1b --mode lora --ablation --time-limit 420   # which switch pays
+
+``--ablation`` adds an ftrecipe arm per switch (packing alone, then packing with each other switch of
+the set), each against the same baseline: a JSON line per arm on stdout as it ends, and ``ablation`` in
+the report. ``--no-compile`` leaves compile out of the set.
 """
 
 from __future__ import annotations
@@ -312,6 +317,17 @@ def speed_switches(cuda: bool, shape: str, mode: str, compile_on_cpu: bool) -> d
             "optimizer": "paged-adamw-8bit" if shape == "7b" else "adamw"}
 
 
+def ablation_variants(switches: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Which switch pays: packing alone (every ftrecipe arm packs, so that all see the baseline's tokens a
+    step), then packing with each other switch that the full set turns on, one at a time."""
+    plain = {**switches, "loss": "standard", "kernels": "none", "compile": False, "attn_implementation": "sdpa"}
+    variants = {"packing": plain}
+    for key in ("loss", "kernels", "compile", "attn_implementation"):
+        if switches[key] != plain[key]:
+            variants[f"packing + {key} {switches[key]}"] = {**plain, key: switches[key]}
+    return variants
+
+
 def ftrecipe_recipe(args: argparse.Namespace, switches: dict[str, Any], data: Path, checkpoint: Path,
                     config: dict[str, Any], rows: int, max_length: int, cuda: bool) -> dict[str, Any]:
     if args.init == "scratch":
@@ -485,6 +501,9 @@ def main() -> int:
     parser.add_argument("--learning-rate", type=float, default=1e-5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--compile", action="store_true", help="on the CPU too (slow to warm up)")
+    parser.add_argument("--no-compile", action="store_true", help="leave compile out of the switch set (CUDA too)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also each switch alone (with packing) against the same baseline, a JSON line each as it ends")
     parser.add_argument("--budget-gib", type=float, default=24.0)
     parser.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")], default=[1024, 2048, 4096, 8192, 16384])
     parser.add_argument("--longest", choices=("auto", "on", "off"), default="auto",
@@ -504,6 +523,8 @@ def main() -> int:
     if args.tiny:
         args.shape = "tiny"
     switches = speed_switches(cuda, args.shape, args.mode, args.compile)
+    if args.no_compile:
+        switches["compile"] = False
     made = prepare(args)
     work, checkpoint, config = made["work"], made["checkpoint"], made["config"]
 
@@ -550,9 +571,41 @@ def main() -> int:
             ours[key] = "skipped: time limit"
 
     report = summarise(args, cuda, switches, made, baseline, ours, qlora_check)
+    if args.ablation:
+        report["ablation"] = ablation(args, switches, made, recipe, ours_spec, baseline, ours, clock)
     print(json.dumps(report))
     print(table(report), file=sys.stderr)
     return 0 if report["checks"]["both_ran"] else 1
+
+
+def ablation(args: argparse.Namespace, switches: dict[str, Any], made: dict[str, Any], recipe: Any,
+             ours_spec: dict[str, Any], baseline: dict[str, Any], ours: dict[str, Any], clock: Clock) -> dict[str, Any]:
+    """Each variant of :func:`ablation_variants` as an ftrecipe arm (the full set is the main arm), its
+    tokens/s and peak memory as ratios to the baseline; printed as each ends, skipped past --time-limit."""
+    work, results = made["work"], {}
+
+    def record(name: str, arm: dict[str, Any]) -> None:
+        if "error" in arm or "error" in baseline:
+            results[name] = {"error": arm.get("error") or "the baseline failed"}
+        else:
+            peak_b, peak_o = baseline.get("peak_memory_gib"), arm.get("peak_memory_gib")
+            results[name] = {"tokens_per_second": arm["tokens_per_second"], "peak_memory_gib": peak_o,
+                             "tokens_per_second_ratio": ratio(arm["tokens_per_second"], baseline["tokens_per_second"]),
+                             "peak_memory_saving": round(1 - peak_o / peak_b, 3) if peak_b and peak_o else None}
+        print(json.dumps({"ablation": name, **results[name]}), flush=True)
+
+    for name, switched in ablation_variants(switches).items():
+        if switched == switches:
+            continue  # the full set with a single switch on is the main arm
+        if not clock.allows():
+            results[name] = {"skipped": "time limit"}
+            continue
+        slug = "".join(c if c.isalnum() else "-" for c in name)
+        spec = {**ours_spec, "recipe": recipe(made["data"], made["rows"], args.max_length, switched),
+                "run_dir": str(work / f"ablation-{slug}")}
+        record(name, clock.run(spec, work, f"ablation-{slug}"))
+    record("all", ours)
+    return results
 
 
 def summarise(args: argparse.Namespace, cuda: bool, switches: dict[str, Any], made: dict[str, Any],

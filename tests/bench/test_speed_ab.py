@@ -23,7 +23,7 @@ def tiny(tmp_path_factory) -> tuple[dict, str]:
     """One tiny LoRA A/B (about 35 s on two cores): the JSON report and the table."""
     work = tmp_path_factory.mktemp("speed-ab")
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "speed_ab.py"), "--tiny", "--mode", "lora",
-                             "--workdir", str(work)],
+                             "--ablation", "--workdir", str(work)],
                             capture_output=True, text=True, timeout=600, cwd=work, env={**os.environ, **OFFLINE})
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert lines, result.stderr[-3000:]
@@ -73,3 +73,30 @@ def test_the_report_has_its_ratios_and_goals(tiny):
     assert len(report["goals"]) == 3 and set(report["goals"].values()) == {"n/a"}  # tiny CPU sizes measure no goal
     assert report["versions"]["torch"] and report["device"] == "cpu"
     assert "speed_ab tiny lora on cpu" in table and "ratios: tokens/s" in table
+
+
+def test_the_ablation_says_which_switch_pays(tiny):
+    """--ablation: packing alone, packing with each other switch of the set, and all of them, each as ratios
+    against the one baseline. On the CPU's set the chunked loss is the only other switch, so "packing + loss
+    chunked" is the full set: the main arm, reported as "all"."""
+    report, _ = tiny
+    ablation = report["ablation"]
+    assert list(ablation) == ["packing", "all"]
+    for name, arm in ablation.items():
+        assert arm["tokens_per_second"] > 0 and arm["tokens_per_second_ratio"] > 0, name
+    assert ablation["all"]["tokens_per_second"] == report["ftrecipe"]["tokens_per_second"]
+
+
+def test_the_ablation_variants_turn_on_one_switch_at_a_time():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from speed_ab import ablation_variants
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    full = {"packing": True, "loss": "fused", "kernels": "liger", "compile": False, "attn_implementation": "flash_attention_2",
+            "optimizer": "adamw"}
+    variants = ablation_variants(full)
+    assert list(variants) == ["packing", "packing + loss fused", "packing + kernels liger",
+                              "packing + attn_implementation flash_attention_2"]
+    assert variants["packing"] == {**full, "loss": "standard", "kernels": "none", "attn_implementation": "sdpa"}
+    assert variants["packing + kernels liger"] == {**variants["packing"], "kernels": "liger"}
