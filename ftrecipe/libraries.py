@@ -109,6 +109,8 @@ def collect_library_output() -> LibraryMessages:
     if _collector is None:
         for name in _LEVEL_VARIABLES:
             os.environ.setdefault(name, "error")
+        # the hub client's bars, and Transformers' (it reads the same switch): ftrecipe reports progress itself
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         _collector = LibraryMessages()
         logging.getLogger().addHandler(_collector)
         logging.captureWarnings(True)
@@ -129,7 +131,8 @@ def adopt_library_loggers() -> None:
     for name, logger in list(logging.Logger.manager.loggerDict.items()):
         if not isinstance(logger, logging.Logger) or name.split(".")[0] == "ftrecipe":
             continue
-        own = [h for h in logger.handlers if type(h) is logging.StreamHandler and h.stream in consoles]
+        # any handler writing to the console (torch's has a `stream` property that is stderr), not a file's
+        own = [h for h in logger.handlers if not isinstance(h, logging.FileHandler) and getattr(h, "stream", None) in consoles]
         for handler in own:
             logger.removeHandler(handler)
         if own:

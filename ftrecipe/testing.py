@@ -44,7 +44,9 @@ OFFLINE_ENV = {
 
 
 _OWN_LINE = re.compile(
-    r"ftrecipe\b|warning: |--set |interrupted$|\(|\s"  # the CLI's messages, hints and their continuations
+    r"ftrecipe\b|warning: |--set |\(|\s"  # the CLI's messages, hints and their continuations
+    r"|interrupted\b|resume with: "  # a stopped run: where it stopped, how to go on
+    r"|hardware\.nodes is |or with `accelerate launch"  # how to start a job on several nodes
     r"|\S+:\d+:\d+: "  # a located diagnostic, file:line:col (a Python warning has one number)
     r"|\S+\.ya?ml: "  # a diagnostic about a whole recipe
 )
