@@ -15,17 +15,11 @@ part() {  # seconds it needs at least, its limit, a label, then the command
   [ "${PIPESTATUS[0]}" = 124 ] && echo "timed out after ${limit} s" | tee -a "$log"
 }
 
-speed() {  # seconds it needs at least, its limit, then speed_ab.py arguments
+speed() {  # seconds it needs at least, its limit, then speed_ab.py arguments (it skips its own probes past 4/5 of the limit)
   local need=$1 limit=$2 left=$((budget - SECONDS))
   shift 2
-  echo "== speed_ab.py $*" | tee -a "$log"
-  if [ "$left" -lt "$need" ]; then
-    echo "skipped: ${left} s left of the ${budget} s budget" | tee -a "$log"
-    return
-  fi
   [ "$limit" -gt "$left" ] && limit=$left
-  timeout "$limit" python3 bench/speed_ab.py "$@" --time-limit $((limit * 4 / 5)) 2>&1 | tee -a "$log"
-  [ "${PIPESTATUS[0]}" = 124 ] && echo "timed out after ${limit} s" | tee -a "$log"
+  part "$need" "$limit" "speed_ab.py $*" python3 bench/speed_ab.py "$@" --time-limit $((limit * 4 / 5))
 }
 
 strategy() {  # fsdp | deepspeed, ZeRO stage: a few steps of a small model, then its saved model loaded back
