@@ -127,12 +127,13 @@ def adopt_library_loggers() -> None:
     torch) into the collector, at their usual warning level. Call after the heavy imports."""
     if _collector is None:
         return
-    consoles = {sys.stderr, sys.__stderr__}
+    consoles = (sys.stderr, sys.__stderr__)
     for name, logger in list(logging.Logger.manager.loggerDict.items()):
         if not isinstance(logger, logging.Logger) or name.split(".")[0] == "ftrecipe":
             continue
         # any handler writing to the console (torch's has a `stream` property that is stderr), not a file's
-        own = [h for h in logger.handlers if not isinstance(h, logging.FileHandler) and getattr(h, "stream", None) in consoles]
+        own = [h for h in logger.handlers if not isinstance(h, logging.FileHandler)
+               and any(getattr(h, "stream", None) is console for console in consoles)]
         for handler in own:
             logger.removeHandler(handler)
         if own:

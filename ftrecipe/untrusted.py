@@ -71,16 +71,17 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _escaping_link(folder: Path, root: Path) -> str | None:
-    """A link under ``folder`` whose target is outside ``root``, as a relative name; None if there is none."""
+    """Why ``folder`` may not be read: a link under it whose target is outside ``root`` (named relative to
+    the folder), or more entries than are checked; None when it stays in the tree."""
     seen = 0
     for current, folders, files in os.walk(folder):
         for name in folders + files:
             seen += 1
             entry = Path(current) / name
             if entry.is_symlink() and not _inside(entry.resolve(), root):
-                return str(entry.relative_to(folder))
+                return f"holds a symbolic link that leaves the repository ({entry.relative_to(folder)})"
         if seen > LINKS_LOOKED_AT:
-            return f"(more than {LINKS_LOOKED_AT:,} entries, not checked)"
+            return f"holds more than {LINKS_LOOKED_AT:,} entries, too many to check for links that leave the repository"
     return None
 
 
@@ -99,9 +100,9 @@ def leaving_value(value: str, base_dir: Path, root: Path) -> str | None:
     if not _inside(target, root):
         return f"'{value}' is a symbolic link that leaves the repository (to {target}): an untrusted review does not follow it"
     if target.is_dir():
-        link = _escaping_link(target, root)
-        if link is not None:
-            return f"'{value}' holds a symbolic link that leaves the repository ({link}): an untrusted review does not follow it"
+        why = _escaping_link(target, root)
+        if why is not None:
+            return f"'{value}' {why}: an untrusted review does not read it"
     return None
 
 

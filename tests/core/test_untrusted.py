@@ -130,3 +130,14 @@ def test_a_run_names_the_checkpoints_files_before_it_loads_them(tmp_path):
            f"configuration_code.py (from {model})"
     assert said in result.stdout, result.stdout + result.stderr
     assert result.stdout.index(said) < result.stdout.index("the checkpoint's own code is running")  # said, then run
+
+
+def test_a_folder_too_large_to_check_for_links_is_refused(repo, monkeypatch):
+    import ftrecipe.untrusted
+
+    monkeypatch.setattr(ftrecipe.untrusted, "LINKS_LOOKED_AT", 2)
+    for name in ("b", "c", "d"):
+        (repo / "recipes" / "data" / f"{name}.jsonl").write_text("{}\n")
+    why = leaving_value("data", repo / "recipes", repo)
+    assert why == ("'data' holds more than 2 entries, too many to check for links that leave the repository: "
+                   "an untrusted review does not read it")
