@@ -102,9 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from ftrecipe.diagnostics import render
-    from ftrecipe.validation import validate_file
-
     from ftrecipe.untrusted import untrusted_checked
+    from ftrecipe.validation import validate_file
 
     results = untrusted_checked([validate_file(path, overrides=args.overrides) for path in args.recipes], args.untrusted)
     diagnostics = [d for result in results for d in result.diagnostics]

@@ -146,12 +146,14 @@ class RemoteCodeRefused(RunFailure):
     """The base's architecture exists only as the checkpoint's own code, and nobody said it may run."""
 
 
-def _refuse_remote_code(source: str, revision: str | None) -> RemoteCodeRefused:
-    files = checkpoint_code(source, revision)
-    named = f" ({', '.join(files)})" if files else ""
+def _refused_code(source: str, revision: str | None, trusted: bool) -> RemoteCodeRefused | None:
+    """Why a config that failed to load cannot be planned: the checkpoint's own code, not trusted; else None."""
+    files = [] if trusted else checkpoint_code(source, revision)
+    if not files:
+        return None
     return RemoteCodeRefused(
-        f"plan unavailable: the architecture of '{source}' is the checkpoint's own Python code{named}, which a plan "
-        "runs only when the command line says so (`--trust-remote-code`; the recipe key alone is not enough)")
+        f"plan unavailable: the architecture of '{source}' is the checkpoint's own Python code ({', '.join(files)}), "
+        "which a plan runs only when the command line says so (`--trust-remote-code`; the recipe key alone is not enough)")
 
 
 def find_config(
@@ -176,9 +178,8 @@ def find_config(
         try:
             return load(str(local), **{k: v for k, v in kwargs.items() if k != "revision"})
         except (OSError, ValueError) as error:
-            if not kwargs.get("trust_remote_code") and checkpoint_code(source):
-                raise _refuse_remote_code(source, None) from error
-            raise RecipeRuntimeError(key, f"cannot read the config in '{source}': {error}") from error
+            refused = _refused_code(source, None, bool(kwargs.get("trust_remote_code")))
+            raise refused or RecipeRuntimeError(key, f"cannot read the config in '{source}': {error}") from error
     if not looks_like_hub_id(source):
         raise RecipeRuntimeError(key, f"no config for '{source}' here: no such directory")
     found = carried_config(carried, source, aliases)
@@ -189,9 +190,8 @@ def find_config(
     except OSError:
         pass
     except ValueError as error:  # in the cache, but not a config this library reads
-        if not kwargs.get("trust_remote_code") and checkpoint_code(source, kwargs.get("revision")):
-            raise _refuse_remote_code(source, kwargs.get("revision")) from error
-        raise RecipeRuntimeError(key, f"cannot read the config of '{source}': {error}") from error
+        refused = _refused_code(source, kwargs.get("revision"), bool(kwargs.get("trust_remote_code")))
+        raise refused or RecipeRuntimeError(key, f"cannot read the config of '{source}': {error}") from error
     from huggingface_hub import constants
 
     raise RecipeRuntimeError(key, (

@@ -80,8 +80,10 @@ class LoadedYaml:
         return None
 
 
-def _mark(node: Node) -> Mark:
-    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+def _mark(item: Node | Event) -> Mark:
+    """Where a composed node or a parser event starts (1-based)."""
+    mark = item.start_mark
+    return Mark(mark.line + 1, mark.column + 1) if mark is not None else Mark(1, 1)
 
 
 def _tag_name(tag: Any) -> str:
@@ -157,11 +159,6 @@ class _Open:
         self.height = max(self.height, height + 1)
 
 
-def _event_mark(event: Event) -> Mark:
-    mark = event.start_mark
-    return Mark(mark.line + 1, mark.column + 1) if mark is not None else Mark(1, 1)
-
-
 def _size_problem(text: str) -> YamlProblem | None:
     """Too big a text, measured before anything parses it (characters first: they never exceed bytes)."""
     if len(text) > MAX_RECIPE_BYTES:
@@ -187,7 +184,7 @@ def _bounds_problem(events: Iterable[Event]) -> YamlProblem | None:
     for event in events:
         if isinstance(event, CollectionStartEvent):
             if len(stack) >= MAX_DEPTH:
-                return YamlProblem(_event_mark(event), (), f"YAML nested deeper than {MAX_DEPTH} levels: a recipe nests a few")
+                return YamlProblem(_mark(event), (), f"YAML nested deeper than {MAX_DEPTH} levels: a recipe nests a few")
             opened = _Open(event.anchor)
             if event.anchor is not None:
                 anchors[event.anchor] = opened
@@ -210,11 +207,11 @@ def _bounds_problem(events: Iterable[Event]) -> YamlProblem | None:
             target = anchors.get(event.anchor, (1, 0))  # an undefined alias is the composer's to report
             if isinstance(target, _Open):
                 message = f"YAML alias *{event.anchor} refers to a collection that holds it (a cycle)"
-                return YamlProblem(_event_mark(event), (), message)
+                return YamlProblem(_mark(event), (), message)
             added, height = target
             if len(stack) + height > MAX_DEPTH:
                 message = f"YAML alias *{event.anchor} expands to data nested deeper than {MAX_DEPTH} levels"
-                return YamlProblem(_event_mark(event), (), message)
+                return YamlProblem(_mark(event), (), message)
             if stack:
                 stack[-1].hold(added, height)
         elif isinstance(event, DocumentStartEvent):
@@ -229,7 +226,7 @@ def _bounds_problem(events: Iterable[Event]) -> YamlProblem | None:
                 if isinstance(event, AliasEvent)
                 else f"the YAML holds more than {MAX_VALUES:,} values: a recipe is a few hundred"
             )
-            return YamlProblem(_event_mark(event), (), message)
+            return YamlProblem(_mark(event), (), message)
     return None
 
 

@@ -23,21 +23,13 @@ def never_download() -> None:
         os.environ[name] = "1"
 
 
-def settle_libraries() -> None:
-    """After the models were built: the libraries' own console handlers route into the collector, and
-    nothing quieter than an error of theirs reaches the plan (``--debug`` shows everything)."""
-    from ftrecipe.libraries import adopt_library_loggers
-
-    adopt_library_loggers()
-
-
 def run_plan(args: argparse.Namespace) -> int:
     from ftrecipe.diagnostics import render
     from ftrecipe.errors import RecipeRuntimeError, RunFailure
     from ftrecipe.plan import render as show
-    from ftrecipe.validation import validate_file
-
+    from ftrecipe.libraries import adopt_library_loggers
     from ftrecipe.untrusted import untrusted_checked
+    from ftrecipe.validation import validate_file
 
     never_download()
     results = untrusted_checked([validate_file(path, overrides=args.overrides) for path in args.recipes], args.untrusted)
@@ -74,7 +66,7 @@ def run_plan(args: argparse.Namespace) -> int:
             code = EXIT_FAILURE
             continue
         finally:
-            settle_libraries()
+            adopt_library_loggers()  # the console handlers the libraries gave themselves, to the collector
         plans.append(plan)
         if args.check and plan["memory"]["verdict"] == "does not fit":
             code = max(code, EXIT_FAILURE)

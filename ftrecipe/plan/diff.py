@@ -242,13 +242,14 @@ def diff_recipes(old: ValidationResult, new: ValidationResult, planner: Planner 
 def _default_planner(*, trust_remote_code: bool = False, untrusted: bool = False) -> Planner:
     def plan(result: ValidationResult) -> Any:
         from ftrecipe.plan.build import plan_recipe  # may import torch: only once both sides are valid
-        from ftrecipe.plan.command import never_download, settle_libraries
+        from ftrecipe.libraries import adopt_library_loggers
+        from ftrecipe.plan.command import never_download
 
         never_download()
         try:
             return plan_recipe(result, trust_remote_code=trust_remote_code, untrusted=untrusted)
         finally:
-            settle_libraries()
+            adopt_library_loggers()
 
     return plan
 

@@ -15,7 +15,6 @@ from ftrecipe_text.loading import builds_from_config, from_config, from_pretrain
 from ftrecipe_text.packing import compare_padding, flattened_collate, pack_examples, packed_collate
 from ftrecipe_text.speed import (
     apply_switches,
-    base_model_type,
     check_switches,
     resolve_speed,
     smoke_switches,
@@ -70,9 +69,7 @@ class CausalLMTask(ModalityTask):
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
-        device = target_device(self.recipe, ctx.device)
-        speed_auto = getattr(self.recipe.training, "speed", "off") == "auto" and device == "cuda"
-        self.speed_chosen = resolve_speed(self.recipe, device, base_model_type(self.recipe) if speed_auto else None)
+        self.speed_chosen = resolve_speed(self.recipe, target_device(self.recipe, ctx.device))
         if ctx.smoke:  # a smoke run checks the pipeline on this machine: without what it cannot run
             smoke_switches(self.recipe, ctx.device, ctx.log)
         check_switches(self.recipe, ctx.device)  # before the data is read and the model loaded

@@ -85,14 +85,16 @@ def liger_model_types() -> set[str]:
     return {name for name in MODEL_TYPE_TO_APPLY_LIGER_FN if name}
 
 
-def resolve_speed(recipe: Any, device: str | None, model_type: str | None) -> list[str]:
+def resolve_speed(recipe: Any, device: str | None, model_type: str | None = None) -> list[str]:
     """``training.speed: auto`` on ``device``: set each switch the recipe does not write to the fastest
     combination measured to work there (bench/speed_ab.py, LLaMA 1B LoRA on an H200: packing, fused loss
     and Liger's kernels, 1.71x the tokens/s of a plain Transformers + PEFT loop in 44% of its peak memory;
-    compile with Liger crashed). Returns what it set, for the log; nothing off CUDA or without Liger."""
+    compile with Liger crashed). Returns what it set, for the log; nothing off CUDA or without Liger.
+    ``model_type`` defaults to the base's (:func:`base_model_type`), read only when it is needed."""
     training = recipe.training
     if getattr(training, "speed", "off") != "auto" or device != "cuda" or importlib.util.find_spec("liger_kernel") is None:
         return []
+    model_type = model_type or base_model_type(recipe)
     written, chosen = set(training.model_fields_set), []
     if "loss" not in written and model_type in HIDDEN_STATE_LOSS_MODELS:
         training.loss = "fused"
