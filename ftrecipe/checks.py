@@ -65,10 +65,34 @@ def check_precision(recipe: RecipeBase) -> Iterator[Problem]:
         yield Problem(("hardware", "precision"), f"fp16-mixed needs CUDA; on {hardware.accelerator} use bf16-mixed or fp32")
     if hardware.strategy == "deepspeed" and hardware.accelerator in ("cpu", "mps"):
         yield Problem(("hardware", "strategy"), f"DeepSpeed needs CUDA devices, not {hardware.accelerator}")
-    if hardware.strategy == "fsdp" and hardware.accelerator in ("cpu", "mps"):
-        yield Problem(("hardware", "strategy"), f"FSDP shards over CUDA devices, not {hardware.accelerator}; use ddp")
+    if hardware.strategy == "fsdp" and hardware.accelerator == "mps":
+        yield Problem(("hardware", "strategy"), "FSDP has no MPS backend; use ddp")
     if recipe.model.dtype == "float16" and hardware.accelerator == "cpu":
         yield Problem(("model", "dtype"), "float16 weights are not supported for training on the CPU; use bfloat16 or float32")
+
+
+def check_distribution(recipe: RecipeBase, strategies: tuple[str, ...]) -> Iterator[Problem]:
+    """The strategy is one the modality supports (``Modality.strategies``), and FSDP is combined only
+    with what the runner shards correctly."""
+    hardware = recipe.hardware
+    modality = recipe.model.modality
+    if hardware.strategy not in strategies:
+        yield Problem(("hardware", "strategy"),
+                      f"{modality} supports strategy {' or '.join(strategies)}, not {hardware.strategy} "
+                      "(the README's table lists what each modality supports)")
+        return
+    if hardware.strategy != "fsdp":
+        return
+    if recipe.quantised_base:
+        yield Problem(("hardware", "strategy"),
+                      "FSDP cannot shard a bitsandbytes-quantised base (its 4-bit storage would need a float storage "
+                      "dtype); use strategy: ddp (each device holds the 4-bit base), or freeze.strategy: lora")
+    if hardware.precision == "fp16-mixed":
+        yield Problem(("hardware", "precision"), "FSDP here trains in bf16-mixed or fp32 (fp16 would need a "
+                                                 "sharded gradient scaler); use bf16-mixed")
+    if recipe.training.compile:
+        yield Problem(("training", "compile"), "compiled layers have not been tested under FSDP; set compile: false "
+                                               "or use strategy: ddp")
 
 
 def check_head(recipe: RecipeBase) -> Iterator[Problem]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ftrecipe.checks import CORE_CHECKS
+from ftrecipe.checks import CORE_CHECKS, check_distribution
 from ftrecipe.diagnostics import Diagnostic, did_you_mean, dotted
 from ftrecipe.overrides import Override, OverrideError, apply_overrides, parse_override
 from ftrecipe.registry import Registry, get_registry
@@ -348,6 +348,8 @@ def validate_data(
     checks = CORE_CHECKS + registry.modalities[modality].checks
     for check in checks:
         result.diagnostics.extend(locate(p.path, p.message) for p in check(recipe))
+    strategies = registry.modalities[modality].strategies
+    result.diagnostics.extend(locate(p.path, p.message) for p in check_distribution(recipe, strategies))
     if not result.diagnostics:
         result.recipe = resolve_defaults(recipe, registry, source)
     return result

@@ -55,6 +55,8 @@ class LoopState:
     train_seconds: float = 0.0
     eval_before: dict[str, float] | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    world_size: int = 1
+    """Processes that wrote the checkpoint: the data position and the RNG states are per process."""
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -100,9 +102,16 @@ def read_state(directory: Path) -> LoopState:
     return LoopState(**data)
 
 
-def load_compatible_state(directory: Path, recipe: RecipeBase) -> LoopState:
-    """The loop state of a checkpoint, refusing (naming the fields) if the recipe changed incompatibly."""
+def load_compatible_state(directory: Path, recipe: RecipeBase, world_size: int = 1) -> LoopState:
+    """The loop state of a checkpoint, refusing (naming the fields) if the recipe changed incompatibly,
+    or if it was written by another number of processes: each process's place in the data and its
+    random state are its own, so a run resumes at the world size that wrote the checkpoint."""
     stored = read_state(directory)
+    if stored.world_size != world_size:
+        raise RunFailure(
+            f"checkpoint {directory.name} was written by {stored.world_size} process(es) and this run has {world_size}; "
+            f"resume with the same hardware.devices x hardware.nodes ({stored.world_size}), or start a new --output"
+        )
     changed = incompatible_fields(stored.fingerprint, fingerprint(recipe))
     if changed:
         raise RunFailure(
@@ -146,11 +155,17 @@ def atomic_checkpoint(root: Path, state: LoopState, keep: int, *, is_main: bool 
     barrier()
 
 
-def save_checkpoint(accelerator: Any, root: Path, state: LoopState, keep: int) -> Path:
-    """Accelerate's full training state (model, optimizer, scheduler, RNGs) as one atomic checkpoint."""
+def save_checkpoint(accelerator: Any, root: Path, state: LoopState, keep: int, shards: tuple[Any, Any] | None = None) -> Path:
+    """Accelerate's full training state (model, optimizer, scheduler, RNGs) as one atomic checkpoint;
+    with ``shards`` (a sharded model and its optimizer), every process's shards of those two instead."""
+    state.world_size = accelerator.num_processes
     with atomic_checkpoint(root, state, keep, is_main=accelerator.is_main_process,
                            barrier=accelerator.wait_for_everyone) as directory:
         accelerator.save_state(str(directory))
+        if shards is not None:
+            from ftrecipe.runner.sharding import save_shards
+
+            save_shards(*shards, directory)
     return root / f"{PREFIX}{state.step:07d}"
 
 

@@ -124,13 +124,14 @@ def build_accelerator(recipe: RecipeBase) -> Any:
 
     cpu, mixed_precision = precision_of(recipe)
     kwargs: dict[str, Any] = {}
-    if os.environ.get("ACCELERATE_USE_FSDP") == "true":
-        from accelerate import FullyShardedDataParallelPlugin
-
-        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin()
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true":
+    # The recipe decides the strategy, however the processes were started (ftrecipe's relaunch, a
+    # hand-started torchrun or `accelerate launch`): FSDP is applied by the loop (runner/sharding.py),
+    # DeepSpeed by Accelerate.
+    os.environ.pop("ACCELERATE_USE_FSDP", None)  # an `accelerate launch --use_fsdp` would wrap the model twice
+    if recipe.hardware.strategy == "deepspeed":
         from accelerate import DeepSpeedPlugin
 
+        os.environ.update(launch.strategy_environment(recipe.hardware))
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(zero_stage=recipe.hardware.zero_stage)
     return Accelerator(
         cpu=cpu,
@@ -185,8 +186,10 @@ def run_recipe(result: ValidationResult, options: RunOptions) -> int:
         task_class: type[ModalityTask] = resolve(get_registry().modalities[recipe.model.modality].task)
         hardware = recipe.hardware
         check_hardware(recipe, device_type_of(recipe))  # before processes are started or anything is read
-        # FSDP and DeepSpeed run in launched processes, even a single one
-        several = hardware.devices > 1 or hardware.nodes > 1 or hardware.strategy != "ddp"
+        if launch.already_launched():  # by ftrecipe, or by hand: the recipe's devices must be what was started
+            launch.check_world_size(hardware)
+        # DeepSpeed runs in launched processes, even a single one
+        several = hardware.devices > 1 or hardware.nodes > 1 or hardware.strategy == "deepspeed"
         if several and not task_class.launches_processes and not launch.already_launched():
             if hardware.nodes > 1:
                 print(launch.multinode_instructions(hardware, options.argv), file=sys.stderr)
@@ -251,10 +254,8 @@ class Run:
         self.reporter = Reporter(enabled=self.main, quiet=self.options.quiet)
         if (libraries := collector()) is not None and self.main:
             libraries.tell(self.reporter.warn)  # what a library did that changes what the user gets
-        wanted = {"fsdp": "FSDP", "deepspeed": "DEEPSPEED"}.get(recipe.hardware.strategy)
-        if wanted and accelerator.num_processes > 1 and wanted not in str(accelerator.distributed_type):
-            self.reporter.warn(f"hardware.strategy {recipe.hardware.strategy} is not available here "
-                               f"({accelerator.distributed_type}); running plain data parallel")
+        if recipe.hardware.strategy == "deepspeed" and "DEEPSPEED" not in str(accelerator.distributed_type):
+            raise RunFailure(f"hardware.strategy is deepspeed but Accelerate started {accelerator.distributed_type}")
         set_seed(recipe.training.seed)
 
     def build_data(self) -> None:

@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Sequence
 
+from ftrecipe.errors import RecipeRuntimeError
 from ftrecipe.sections import HardwareSection
 
 
@@ -21,10 +22,20 @@ def already_launched() -> bool:
     return "LOCAL_RANK" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def check_world_size(hardware: HardwareSection) -> None:
+    """A launched job runs with exactly the recipe's ``devices x nodes`` processes: a launcher that
+    started another number would train another global batch than the recipe (and plan) says."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    wanted = hardware.devices * hardware.nodes
+    if world != wanted:
+        raise RecipeRuntimeError(("hardware", "devices"),
+                                 f"the launcher started {world} process(es) but the recipe asks for {wanted} "
+                                 f"(hardware.devices {hardware.devices} x hardware.nodes {hardware.nodes}); "
+                                 f"set them to match, e.g. --set hardware.devices={world // hardware.nodes or 1}")
+
+
 def strategy_environment(hardware: HardwareSection) -> dict[str, str]:
     """Environment that tells Accelerate which distributed engine to use in the launched processes."""
-    if hardware.strategy == "fsdp":
-        return {"ACCELERATE_USE_FSDP": "true"}
     if hardware.strategy == "deepspeed":
         return {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": str(hardware.zero_stage)}
     return {}
@@ -61,7 +72,6 @@ def relaunch(hardware: HardwareSection, argv: Sequence[str]) -> int:
         for name in list(logging.root.manager.loggerDict):
             if name.startswith("torch.distributed.elastic"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
-    os.environ.update(strategy_environment(hardware))
     # after Ctrl-C, let the workers finish a large checkpoint (torchrun's default is 30 s, then SIGKILL);
     # a second Ctrl-C still stops them at once
     os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")

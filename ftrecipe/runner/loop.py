@@ -128,8 +128,16 @@ class CommonLoop:
             pin_memory=accelerator.device.type == "cuda",
             persistent_workers=workers > 0,
         )
-        optimizer = build_optimizer(model, training)
-        self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
+        self.sharded = self.recipe.hardware.strategy == "fsdp" and accelerator.num_processes > 1
+        if self.sharded:  # FSDP2 shards the model itself; Accelerate keeps the loader (see sharding.py)
+            from ftrecipe.runner.sharding import shard_model
+
+            self.model = shard_model(model, accelerator.device.type, accelerator.mixed_precision)
+            self.optimizer = build_optimizer(self.model, training)
+            self.loader = accelerator.prepare(loader)
+        else:
+            optimizer = build_optimizer(model, training)
+            self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
         self.batches_per_epoch = len(self.loader)
         self.total_steps, self.steps_per_epoch = step_counts(self.batches_per_epoch, training, self.max_steps)
         self.scheduler = build_scheduler(self.optimizer, training, self.total_steps)
@@ -157,27 +165,33 @@ class CommonLoop:
         if found is None:
             self.reporter.info("no complete checkpoint yet: starting from the beginning")
             return
-        self.state = load_compatible_state(found, self.recipe)
+        self.state = load_compatible_state(found, self.recipe, self.accelerator.num_processes)
         self.accelerator.load_state(str(found))
+        if self.sharded:
+            from ftrecipe.runner.sharding import load_shards
+
+            load_shards(self.model, self.optimizer, found)
         self.accelerator.step = 0
         self.metrics_log.truncate_after(self.state.step)
         self.reporter.info(f"resuming from {found.name}: step {self.state.step}, epoch {self.state.epoch + 1}")
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self) -> EvalResult | None:
-        """The task's evaluation on the main process, the others waiting."""
+        """The task's evaluation on the main process, the others waiting; a sharded model is
+        evaluated by every process in step (each forward gathers the weights from all of them), and
+        the main process's result is kept."""
         data = self.data
         if data.eval is None or len(data.eval) == 0:
             return None
         result = None
-        if self.main:
+        if self.main or self.sharded:
             unwrapped = self.accelerator.unwrap_model(self.model)
             unwrapped.eval()
             with torch.no_grad(), eager(self.training.compile):
                 result = self.task.evaluate(unwrapped, data, max_examples=self.recipe.evaluation.max_examples)
             unwrapped.train()
         self.accelerator.wait_for_everyone()
-        return result
+        return result if self.main else None
 
     def evaluate_before(self) -> None:
         state = self.state
@@ -204,7 +218,8 @@ class CommonLoop:
     # -- training ------------------------------------------------------------------------------
     def checkpoint(self) -> Path:
         self.state.train_seconds = time.perf_counter() - self.started
-        path = save_checkpoint(self.accelerator, self.checkpoints, self.state, self.training.keep_checkpoints)
+        shards = (self.model, self.optimizer) if self.sharded else None
+        path = save_checkpoint(self.accelerator, self.checkpoints, self.state, self.training.keep_checkpoints, shards)
         self.saved_step = self.state.step
         for callback in self.callbacks:
             callback.on_checkpoint(self.state.step, path)
@@ -216,10 +231,11 @@ class CommonLoop:
         with accumulate():
             loss = self.task.compute_loss(self.model, batch)
             accelerator.backward(loss)
-            if accelerator.sync_gradients and self.training.max_grad_norm:
-                accelerator.clip_grad_norm_(self.params, self.training.max_grad_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            if accelerator.sync_gradients:  # (Accelerate's optimizer wrapper checks it too; a sharded run's has none)
+                if self.training.max_grad_norm:
+                    accelerator.clip_grad_norm_(self.params, self.training.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
         self.state.batches_in_epoch += 1
         window = self.window
         window.loss += loss.detach().float()
@@ -329,9 +345,26 @@ class CommonLoop:
             if self.main:
                 self.metrics_log.append({"step": state.step, "kind": "eval_after", **after.metrics})
                 save_samples(self.output_dir, "eval_after", state.step, after)
-        return FitResult(model=self.model, steps=state.step, epochs=state.epoch, samples=state.samples,
+        return FitResult(model=self.whole_model(), steps=state.step, epochs=state.epoch, samples=state.samples,
                          tokens=state.tokens, train_seconds=state.train_seconds, eval_before=state.eval_before,
                          eval_after=after, freeze_report=self.freeze_report)
+
+    def whole_model(self) -> torch.nn.Module | None:
+        """The trained model to save: a sharded one (FSDP, DeepSpeed) is gathered from every process
+        into an unsharded copy on the main process (None on the others)."""
+        from ftrecipe.runner.sharding import gather_full_state, load_whole
+
+        if self.sharded:
+            state = gather_full_state(self.model)
+        elif self.recipe.hardware.strategy == "deepspeed" and self.accelerator.num_processes > 1:
+            state = self.accelerator.get_state_dict(self.model)  # ZeRO-3 partitions: gathered by DeepSpeed
+        else:
+            return self.model
+        if not self.main:
+            return None
+        base = self.task.build_model()  # as set_up built it, freeze plan (and so any LoRA adapter) included
+        plain, _ = apply_freeze_plan(base, self.recipe, self.task.anatomy(base))
+        return load_whole(plain, state)
 
     def run(self) -> FitResult:
         self.set_up()

@@ -55,6 +55,7 @@ def ftrecipe_modalities():
             checks=(_check_causal_lm,),
             sections={"evaluation": s.CausalLMEvaluation, "training": s.CausalLMTraining},
             ignores={"head": "a causal LM keeps its language-model head (for labels, use modality text-classification)"},
+            strategies=("ddp", "fsdp", "deepspeed"),
         ),
         Modality(
             name=CLASSIFICATION,
@@ -64,6 +65,7 @@ def ftrecipe_modalities():
             default_metrics=("accuracy", "f1"),
             starter_recipe=_starter("text-classification.yaml"),
             checks=(_check_classification,),
+            strategies=("ddp", "deepspeed"),
         ),
     ]
 

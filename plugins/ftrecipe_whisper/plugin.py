@@ -37,6 +37,7 @@ def ftrecipe_modalities():
             "head": "Whisper keeps its decoder head; the vocabulary comes from the tokenizer",
             "model.quantization": "the Whisper plugin trains on full-precision weights",
         },
+        strategies=("ddp", "fsdp", "deepspeed"),
     )
 
 

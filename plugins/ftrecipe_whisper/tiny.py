@@ -204,7 +204,13 @@ def build_tiny_whisper(
         model = WhisperForConditionalGeneration(config)
     model.generation_config = build_generation_config(tokenizer, config, begin_suppress_tokens=[space, eot])
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    # Every process of a several-device job builds its own copy. Transformers (5.2x) writes weights only
+    # on rank 0 once torch.distributed is initialised, so the files are written here directly.
+    from safetensors.torch import save_model
+
+    model.config.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
     processor.save_pretrained(out)
     return out
 

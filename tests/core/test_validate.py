@@ -139,7 +139,9 @@ def test_yaml_level_problems(example_registry, text, expected):
         ("output:\n  save: merged\n", "r.yaml:7:9: output.save: save: merged needs a LoRA strategy"),
         ("hardware:\n  accelerator: cpu\n  precision: fp16-mixed\n", "r.yaml:8:14: hardware.precision: fp16-mixed needs CUDA"),
         ("model_extra: 1\n", "r.yaml:6:1: model_extra: unknown key 'model_extra'"),
-        ("hardware:\n  accelerator: cpu\n  strategy: fsdp\n", "r.yaml:8:13: hardware.strategy: FSDP shards over CUDA devices"),
+        ("hardware:\n  accelerator: mps\n  strategy: fsdp\n", "r.yaml:8:13: hardware.strategy: FSDP has no MPS backend"),
+        ("hardware:\n  strategy: fsdp\n  precision: fp16-mixed\n", "r.yaml:8:14: hardware.precision: FSDP here trains in bf16-mixed or fp32"),
+        ("training:\n  compile: true\nhardware:\n  strategy: fsdp\n", "r.yaml:7:12: training.compile: compiled layers have not been tested under FSDP"),
         ("freeze:\n  strategy: qlora\ntraining:\n  compile: true\n",
          "r.yaml:9:12: training.compile: torch.compile cannot trace bitsandbytes-quantised weights"),
         ("training:\n  optimizer: paged-adamw-8bit\nhardware:\n  accelerator: cpu\n",
@@ -149,6 +151,27 @@ def test_yaml_level_problems(example_registry, text, expected):
 )
 def test_contradictions_are_located(example_registry, fragment, expected):
     text = "model:\n  modality: toy-regression\n  base: scratch\ndata:\n  format: synthetic\n" + fragment
+    result = check(text, example_registry)
+    assert any(t.startswith(expected) for t in texts(result)), texts(result)
+
+
+LLAMA_SCRATCH = "model:\n  modality: causal-lm\n  base: llama\n  init: scratch\ndata:\n  format: synthetic\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (LLAMA_SCRATCH + "freeze:\n  strategy: qlora\nhardware:\n  strategy: fsdp\n",
+         "r.yaml:10:13: hardware.strategy: FSDP cannot shard a bitsandbytes-quantised base"),
+        ("model:\n  modality: text-classification\n  base: bert\n  init: scratch\ndata:\n  format: jsonl\n  train: t.jsonl\n"
+         "hardware:\n  strategy: fsdp\n", "r.yaml:9:13: hardware.strategy: text-classification supports strategy ddp or deepspeed, not fsdp"),
+        ("model:\n  modality: toy-external\n  base: s\ndata:\n  format: synthetic\nhardware:\n  strategy: fsdp\n",
+         "r.yaml:7:13: hardware.strategy: toy-external supports strategy ddp, not fsdp"),
+    ],
+)
+def test_each_modality_says_which_strategies_it_supports(example_registry, text, expected):
+    """A strategy the modality has not been run with, or FSDP with what it cannot shard, is refused at
+    validate time, located at the key (the README's support table is the same list)."""
     result = check(text, example_registry)
     assert any(t.startswith(expected) for t in texts(result)), texts(result)
 
