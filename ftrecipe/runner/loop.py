@@ -172,7 +172,8 @@ class CommonLoop:
 
             load_shards(self.model, self.optimizer, found)
         self.accelerator.step = 0
-        self.metrics_log.truncate_after(self.state.step)
+        if self.main:  # one writer: the processes would race on the same file
+            self.metrics_log.truncate_after(self.state.step)
         self.reporter.info(f"resuming from {found.name}: step {self.state.step}, epoch {self.state.epoch + 1}")
 
     # -- evaluation ----------------------------------------------------------------------------
