@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ftrecipe.gpus import GPUS
-from ftrecipe.plan.memory import ActivationFit, Estimate, ParamInfo, Settings, estimate, verdict
+from ftrecipe.plan.memory import ActivationFit, Estimate, ParamInfo, Settings, estimate, save_gather_host_bytes, verdict
 from ftrecipe.plan.risks import data_warnings, recipe_warnings
 from ftrecipe.plan_records import PlanData
 from ftrecipe.records import resolve
@@ -295,6 +295,8 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, t
             "verdict": found,
             "suggestions": suggestions(planner, recipe, current, budget) if found in ("does not fit", "tight") else [],
             "host_bytes": footprint.loaded_bytes + HOST_BASELINE,
+            **({"host_save_bytes": save_gather_host_bytes(footprint.params) + HOST_BASELINE}
+               if settings.world > 1 and settings.strategy in ("fsdp", "deepspeed") else {}),
             "assumptions": {
                 "precision": settings.precision,
                 "micro_batch": settings.batch_size,

@@ -10,6 +10,7 @@ batch sizes 1 and 2, and composed for gradient checkpointing from what each chec
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -186,6 +187,36 @@ def static_bytes(params: Iterable[ParamInfo], settings: Settings) -> dict[str, i
     return out
 
 
+def fsdp_unit(name: str) -> str:
+    """The FSDP unit a parameter is sharded in, as ftrecipe shards: each member of a layer stack
+    (``model.layers.3``), and the root for everything else."""
+    found = _LAYER.match(name)
+    return found.group(1) if found else ""
+
+
+_LAYER = re.compile(r"^(.*?\.\d+)\.")
+
+
+def fsdp_gathered_bytes(params: list[ParamInfo], settings: Settings) -> int:
+    """What FSDP holds unsharded beside the shards: the root's weights for the whole step, the largest
+    layer and the prefetched next one, and that layer's unsharded gradients before their reduce-scatter
+    (fp32). Gathered weights are in the compute dtype (bf16 under mixed precision)."""
+    gathered = 2 if settings.precision != "fp32" else 4
+    units: dict[str, list[ParamInfo]] = {}
+    for param in params:
+        units.setdefault(fsdp_unit(param.name), []).append(param)
+    root = sum(p.numel for p in units.pop("", [])) * gathered
+    layers = [(sum(p.numel for p in unit), sum(p.numel for p in unit if p.trainable)) for unit in units.values()]
+    largest, largest_trainable = max(layers, default=(0, 0))
+    return root + 2 * largest * gathered + 4 * largest_trainable
+
+
+def save_gather_host_bytes(params: list[ParamInfo]) -> int:
+    """Host memory of the first process when a sharded model is saved: the gathered state dict and the
+    unsharded copy it is loaded into, both at the trained dtype."""
+    return 2 * sum(p.numel * p.itemsize for p in params)
+
+
 def autocast_copies(params: Iterable[ParamInfo], settings: Settings) -> int:
     """Mixed precision over fp32 weights: the 16-bit copy of each matmul weight autocast makes is saved
     for the backward pass (in every layer when inputs need gradients, else in trained layers)."""
@@ -214,11 +245,13 @@ def estimate(params: list[ParamInfo], fit: ActivationFit, extras: dict[str, int]
         breakdown["ddp_buckets"] = static["gradients"]
         notes.append("DDP: every device holds everything, plus gradient buckets the size of the gradients")
     if world > 1 and settings.strategy == "fsdp":
-        largest = max((weight_bytes(p, settings) for p in params), default=0)
-        breakdown["fsdp_gather"] = 2 * largest * 8  # a gathered unit and the prefetched next (layers hold ~8 large tensors)
+        breakdown["fsdp_gather"] = fsdp_gathered_bytes(params, settings)
+        notes.append("FSDP gathers each layer whole for its forward and backward (the next one prefetched), "
+                     "and keeps the root's weights (embeddings, head) gathered through the step")
     breakdown["activations"] = fit.activations(settings.batch_size, settings.gradient_checkpointing)
     breakdown["logits_and_loss"] = fit.logits_and_loss(settings.batch_size)
-    breakdown["autocast_copies"] = autocast_copies(params, settings)
+    # under FSDP the gathered weights are already in the compute dtype (counted in fsdp_gather): no autocast copies
+    breakdown["autocast_copies"] = 0 if world > 1 and settings.strategy == "fsdp" else autocast_copies(params, settings)
     for name, value in extras.items():
         breakdown[name] = value
     allocated = sum(breakdown.values())

@@ -79,6 +79,9 @@ def text(plan: dict[str, Any]) -> str:
         lines.append(f"  try: {suggestion['change']}: saves {human(suggestion['saves_bytes'])} -> "
                      f"{human(suggestion['per_device_bytes'])} ({suggestion['verdict']})  {sets}")
     lines.append(f"  host memory for loading: up to {human(memory['host_bytes'])}")
+    if "host_save_bytes" in memory:
+        lines.append(f"  host memory of the first process at the save (the sharded model gathered whole): "
+                     f"up to {human(memory['host_save_bytes'])}")
     lines.append(f"data  {_amount(data)}")
     if data["balance"]:
         lines.append("  balance: " + ", ".join(f"{k} {v:,}" for k, v in data["balance"].items()))

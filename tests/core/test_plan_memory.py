@@ -139,3 +139,25 @@ def test_loss_and_logits_are_told_apart_and_checkpointing_keeps_unit_inputs():
     full, checkpointed = fit.activations(1, False), fit.activations(1, True)
     assert checkpointed < full
     assert checkpointed >= trace.unit_inputs + max(trace.units.values())
+
+
+def test_fsdp_gather_follows_the_units_the_runner_shards():
+    """The plan's FSDP units are the runner's (each layer of a stack, and the root); what is held
+    gathered is the root's weights, two layers (one prefetched) in the compute dtype and one layer's fp32
+    gradients; the save gathers the whole model on the first process's host, next to its unsharded copy."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ftrecipe.plan.memory import fsdp_gathered_bytes, fsdp_unit, save_gather_host_bytes
+    from ftrecipe.runner.speed import repeated_blocks
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                         num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False))
+    blocks = {id(m) for m in repeated_blocks(model)}
+    sharded_units = {name for name, module in model.named_modules() if id(module) in blocks}
+    params = infos(model)
+    assert {fsdp_unit(p.name) for p in params} - {""} == sharded_units == {f"model.layers.{i}" for i in range(3)}
+    layer = sum(p.numel() for p in model.model.layers[0].parameters())
+    root = sum(p.numel for p in params if not p.name.startswith("model.layers."))
+    assert fsdp_gathered_bytes(params, settings(precision="bf16-mixed")) == 2 * root + 2 * 2 * layer + 4 * layer
+    assert fsdp_gathered_bytes(params, settings()) == 4 * root + 2 * 4 * layer + 4 * layer
+    assert save_gather_host_bytes(params) == 2 * 4 * sum(p.numel() for p in model.parameters())
