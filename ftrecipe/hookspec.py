@@ -43,7 +43,8 @@ def ftrecipe_modalities() -> Modality | list[Modality]:
     A recipe never accepts a key that nothing reads: ``sections`` extends shared sections with the
     modality's own keys (``{"evaluation": MyEvaluation}``, a subclass of ``EvaluationSection``), and
     ``ignores`` lists the shared keys the task does not read, with the reason a user is shown when a
-    recipe writes one.
+    recipe writes one. ``strategies`` lists the ``hardware.strategy`` values the modality has been
+    run with (default ``("ddp",)``); ``validate`` refuses the others.
 
     Example::
 
@@ -65,6 +66,7 @@ def ftrecipe_modalities() -> Modality | list[Modality]:
                 default_metrics=("mse",),
                 starter_recipe="model:\\n  modality: echo\\n  base: scratch\\n...",
                 ignores={"head": "the output has the input's size"},
+                strategies=("ddp", "fsdp"),  # after a two-process test of each
             )
     """
 

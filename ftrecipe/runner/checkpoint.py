@@ -155,17 +155,16 @@ def atomic_checkpoint(root: Path, state: LoopState, keep: int, *, is_main: bool 
     barrier()
 
 
-def save_checkpoint(accelerator: Any, root: Path, state: LoopState, keep: int, shards: tuple[Any, Any] | None = None) -> Path:
-    """Accelerate's full training state (model, optimizer, scheduler, RNGs) as one atomic checkpoint;
-    with ``shards`` (a sharded model and its optimizer), every process's shards of those two instead."""
+def save_checkpoint(accelerator: Any, root: Path, state: LoopState, keep: int,
+                    also: Callable[[Path], None] | None = None) -> Path:
+    """Accelerate's training state (model, optimizer, scheduler, RNGs: what it prepared) as one atomic
+    checkpoint; ``also`` writes what Accelerate does not hold (a sharded model's shards) into it."""
     state.world_size = accelerator.num_processes
     with atomic_checkpoint(root, state, keep, is_main=accelerator.is_main_process,
                            barrier=accelerator.wait_for_everyone) as directory:
         accelerator.save_state(str(directory))
-        if shards is not None:
-            from ftrecipe.runner.sharding import save_shards
-
-            save_shards(*shards, directory)
+        if also is not None:
+            also(directory)
     return root / f"{PREFIX}{state.step:07d}"
 
 

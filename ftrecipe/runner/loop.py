@@ -26,6 +26,7 @@ from ftrecipe.runner.checkpoint import LoopState, fingerprint, latest_checkpoint
 from ftrecipe.runner.optim import build_optimizer, build_scheduler, step_counts
 from ftrecipe.runner.outputs import MetricsLog, add_to_run_info, save_samples
 from ftrecipe.runner.progress import Reporter
+from ftrecipe.runner.sharding import gather_full_state, load_shards, load_whole, save_shards, shard_model
 from ftrecipe.runner.speed import compile_blocks, describe, eager
 from ftrecipe.runner.stop import Interrupted, StopFlag, StopVote
 from ftrecipe.task import DataBundle, EvalResult, FitResult, ModalityTask
@@ -130,8 +131,6 @@ class CommonLoop:
         )
         self.sharded = self.recipe.hardware.strategy == "fsdp" and accelerator.num_processes > 1
         if self.sharded:  # FSDP2 shards the model itself; Accelerate keeps the loader (see sharding.py)
-            from ftrecipe.runner.sharding import shard_model
-
             self.model = shard_model(model, accelerator.device.type, accelerator.mixed_precision)
             self.optimizer = build_optimizer(self.model, training)
             self.loader = accelerator.prepare(loader)
@@ -168,8 +167,6 @@ class CommonLoop:
         self.state = load_compatible_state(found, self.recipe, self.accelerator.num_processes)
         self.accelerator.load_state(str(found))
         if self.sharded:
-            from ftrecipe.runner.sharding import load_shards
-
             load_shards(self.model, self.optimizer, found)
         self.accelerator.step = 0
         if self.main:  # one writer: the processes would race on the same file
@@ -219,7 +216,7 @@ class CommonLoop:
     # -- training ------------------------------------------------------------------------------
     def checkpoint(self) -> Path:
         self.state.train_seconds = time.perf_counter() - self.started
-        shards = (self.model, self.optimizer) if self.sharded else None
+        shards = functools.partial(save_shards, self.model, self.optimizer) if self.sharded else None
         path = save_checkpoint(self.accelerator, self.checkpoints, self.state, self.training.keep_checkpoints, shards)
         self.saved_step = self.state.step
         for callback in self.callbacks:
@@ -353,8 +350,6 @@ class CommonLoop:
     def whole_model(self) -> torch.nn.Module | None:
         """The trained model to save: a sharded one (FSDP, DeepSpeed) is gathered from every process
         into an unsharded copy on the main process (None on the others)."""
-        from ftrecipe.runner.sharding import gather_full_state, load_whole
-
         if self.sharded:
             state = gather_full_state(self.model)
         elif self.recipe.hardware.strategy == "deepspeed" and self.accelerator.num_processes > 1:

@@ -78,11 +78,13 @@ def test_switches_the_device_cannot_honour_are_refused(monkeypatch):
         speed.check_hardware(recipe_with(compile=True), "mps")
 
 
-@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed"])
-def test_sharding_strategies_are_refused_off_cuda_not_replaced_by_ddp(strategy):
+@pytest.mark.parametrize(("strategy", "device"), [("deepspeed", "cpu"), ("deepspeed", "mps"), ("fsdp", "mps")])
+def test_sharding_strategies_are_refused_where_they_cannot_run_not_replaced_by_ddp(strategy, device):
+    """DeepSpeed is CUDA-only here and FSDP has no MPS backend; FSDP on CPU processes runs (gloo)."""
     with pytest.raises(RecipeRuntimeError) as error:
-        speed.check_hardware(recipe_with({"strategy": strategy}), "cpu")
-    assert error.value.path == ("hardware", "strategy") and "use ddp" in error.value.message
+        speed.check_hardware(recipe_with({"strategy": strategy}), device)
+    assert error.value.path == ("hardware", "strategy") and "ddp" in error.value.message
+    speed.check_hardware(recipe_with({"strategy": "fsdp"}), "cpu")
 
 
 def test_paged_adamw_8bit_is_bitsandbytes_paged_optimizer():
