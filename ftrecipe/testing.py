@@ -23,8 +23,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from functools import cached_property
@@ -62,10 +64,16 @@ def install_plugin(folder: str | os.PathLike[str], target: str | os.PathLike[str
     """``pip install`` the plugin package in ``folder`` into the directory ``target`` (its dist-info and
     entry points included, exactly as users get them) and return ``target``; put it on ``PYTHONPATH``."""
     target = Path(target)
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(folder)],
-        capture_output=True, text=True,
-    )
+    with tempfile.TemporaryDirectory(prefix="ftrecipe-plugin-build-") as scratch:
+        # built from a copy: setuptools builds in the source folder, and two test workers installing
+        # the same plugin at once would collide in its build/ directory
+        source = shutil.copytree(folder, Path(scratch) / Path(folder).name,
+                                 ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target),
+             str(source)],
+            capture_output=True, text=True,
+        )
     if result.returncode != 0:
         raise RuntimeError(f"pip could not install {folder}:\n{result.stderr}")
     return target
