@@ -132,3 +132,18 @@ def test_two_nodes_on_one_machine_run_the_readmes_multinode_command(tmp_path, ex
     sharded = (out / "checkpoints" / "step-0000012" / "sharded").is_dir()
     assert sharded == (strategy == "fsdp")
     assert close(weights(out), weights(fsdp_run), atol=1e-6)
+
+
+def test_accelerate_launch_runs_the_recipes_strategy_not_its_own(tmp_path, example_site):
+    """`accelerate launch --use_fsdp` of a recipe that says ddp trains DDP (Accelerate's own checkpoint
+    of the whole model, no shards): the recipe decides, however the processes were started."""
+    out = tmp_path / "run"
+    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(example_site), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--num_processes", "2",
+               "--num_machines", "1", "-m", "ftrecipe", "run", str(TOY), "--output", str(out), *STEPS, "--quiet",
+               "--set", "hardware.devices=2", "--set", "training.batch_size=4"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = out / "checkpoints" / "step-0000012"
+    assert (checkpoint / "model.safetensors").is_file() and not (checkpoint / "sharded").exists()
+    assert json.loads((out / "summary.json").read_text())["world_size"] == 2
