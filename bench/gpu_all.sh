@@ -6,7 +6,7 @@
 # 2. plan        plan_accuracy.py: the seven configurations, 60 s each at most (goal: within 15%)
 # 3. qlora-7b    speed_ab.py, 7B QLoRA: the A/B and the batch-1 x 2048 peak with checkpointing (< 6 GiB)
 # 4. compare     gpu_compare.py llama-1b --mode lora: the runner against a plain loop (>= 0.97x)
-# 5. fsdp        a world-size-1 FSDP start, its saved model loaded back
+# 5. fsdp        FSDP on one GPU (one rank: NCCL, the bf16 gather, sharded checkpoint, gathered save), loaded back
 # Each part runs under its own `timeout` within what is left of GPU_BUDGET_S (default 520 s, counted from
 # the start, the install included); a part that no longer fits says "skipped", and a second call runs the
 # rest: run(command="GPU_PARTS='compare fsdp' bash bench/gpu_all.sh", carry=[".gpu"], timeout_s=600).

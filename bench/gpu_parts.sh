@@ -23,6 +23,8 @@ speed() {  # seconds it needs at least, its limit, then speed_ab.py arguments (i
 }
 
 strategy() {  # fsdp | deepspeed, ZeRO stage: a few steps of a small model, then its saved model loaded back
+  # (one GPU, one process: FSDP still shards, over one rank, so NCCL, the bf16 gather policy, the sharded
+  # checkpoint and the gathered save run on CUDA; two-process FSDP is tested on CPU processes in the suite)
   local name=$1 stage=${2:-2} dir=/tmp/speed-strategy-$1${2:+-$2} left=$((budget - SECONDS))
   local label="$name${2:+ ZeRO-$2}"
   echo "== ftrecipe run with hardware.strategy $label at world size 1" | tee -a "$log"

@@ -296,7 +296,7 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, t
             "suggestions": suggestions(planner, recipe, current, budget) if found in ("does not fit", "tight") else [],
             "host_bytes": footprint.loaded_bytes + HOST_BASELINE,
             **({"host_save_bytes": save_gather_host_bytes(footprint.params) + HOST_BASELINE}
-               if settings.world > 1 and settings.strategy in ("fsdp", "deepspeed") else {}),
+               if settings.strategy == "fsdp" or (settings.world > 1 and settings.strategy == "deepspeed") else {}),
             "assumptions": {
                 "precision": settings.precision,
                 "micro_batch": settings.batch_size,

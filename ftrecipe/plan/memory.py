@@ -244,14 +244,14 @@ def estimate(params: list[ParamInfo], fit: ActivationFit, extras: dict[str, int]
     if world > 1 and settings.strategy == "ddp":
         breakdown["ddp_buckets"] = static["gradients"]
         notes.append("DDP: every device holds everything, plus gradient buckets the size of the gradients")
-    if world > 1 and settings.strategy == "fsdp":
+    if settings.strategy == "fsdp":  # the runner shards at world size 1 too (one shard, the same code path)
         breakdown["fsdp_gather"] = fsdp_gathered_bytes(params, settings)
         notes.append("FSDP gathers each layer whole for its forward and backward (the next one prefetched), "
                      "and keeps the root's weights (embeddings, head) gathered through the step")
     breakdown["activations"] = fit.activations(settings.batch_size, settings.gradient_checkpointing)
     breakdown["logits_and_loss"] = fit.logits_and_loss(settings.batch_size)
     # under FSDP the gathered weights are already in the compute dtype (counted in fsdp_gather): no autocast copies
-    breakdown["autocast_copies"] = 0 if world > 1 and settings.strategy == "fsdp" else autocast_copies(params, settings)
+    breakdown["autocast_copies"] = 0 if settings.strategy == "fsdp" else autocast_copies(params, settings)
     for name, value in extras.items():
         breakdown[name] = value
     allocated = sum(breakdown.values())

@@ -188,8 +188,8 @@ def run_recipe(result: ValidationResult, options: RunOptions) -> int:
         check_hardware(recipe, device_type_of(recipe))  # before processes are started or anything is read
         if launch.already_launched():  # by ftrecipe, or by hand: the recipe's devices must be what was started
             launch.check_world_size(hardware)
-        # DeepSpeed runs in launched processes, even a single one
-        several = hardware.devices > 1 or hardware.nodes > 1 or hardware.strategy == "deepspeed"
+        # FSDP and DeepSpeed run in launched processes, even a single one (one shard: the same code path)
+        several = hardware.devices > 1 or hardware.nodes > 1 or hardware.strategy != "ddp"
         if several and not task_class.launches_processes and not launch.already_launched():
             if hardware.nodes > 1:
                 print(launch.multinode_instructions(hardware, options.argv), file=sys.stderr)

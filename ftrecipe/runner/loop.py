@@ -129,7 +129,7 @@ class CommonLoop:
             pin_memory=accelerator.device.type == "cuda",
             persistent_workers=workers > 0,
         )
-        self.sharded = self.recipe.hardware.strategy == "fsdp" and accelerator.num_processes > 1
+        self.sharded = self.recipe.hardware.strategy == "fsdp"  # at world size 1 too: one shard, the same code
         if self.sharded:  # FSDP2 shards the model itself; Accelerate keeps the loader (see sharding.py)
             self.model = shard_model(model, accelerator.device.type, accelerator.mixed_precision)
             self.optimizer = build_optimizer(self.model, training)
