@@ -230,6 +230,7 @@ def test_markdown_is_a_table_for_a_pull_request(tmp_path, capsys):
 # ---------------------------------------------------------------- end to end, the real plan
 
 
+@pytest.mark.e2e
 def test_end_to_end_through_the_cli_with_the_real_plan(tmp_path):
     """Waits for ``ftrecipe.plan.build.plan_recipe``: until it exists both sides are unavailable."""
     old, new = write(tmp_path, "old.yaml", LLAMA), write(tmp_path, "new.yaml", lora(LLAMA))

@@ -11,6 +11,8 @@ import torch
 
 from tests.conftest import TOY, run_cli
 
+pytestmark = pytest.mark.e2e  # training runs end to end: outside the fast tier (pytest -m 'not e2e')
+
 EXTERNAL = TOY.read_text().replace("modality: toy-regression", "modality: toy-external")
 
 

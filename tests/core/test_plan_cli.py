@@ -147,6 +147,7 @@ def test_a_modality_without_plan_hooks_is_said_plainly(example_site):
     assert "does not describe its model for ftrecipe plan" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_planning_every_shipped_recipe_opens_no_socket(tmp_path):
     """The plan downloads nothing by itself: with every connect and DNS lookup refused and no offline variable
     set by the user, every shipped recipe is planned (one process, all recipes)."""

@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.e2e  # runs ftrecipe end to end: outside the fast tier (pytest -m 'not e2e')
+
 yaml = pytest.importorskip("yaml", reason="pre-commit (the dev extra) brings PyYAML")
 pytest.importorskip("pre_commit", reason="pre-commit is in the dev extra: pip install -e '.[dev]'")
 

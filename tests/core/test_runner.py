@@ -15,6 +15,8 @@ import torch
 
 from tests.conftest import OFFLINE, TOY, run_cli
 
+pytestmark = pytest.mark.e2e  # training runs end to end: outside the fast tier (pytest -m 'not e2e')
+
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:

@@ -14,6 +14,8 @@ import pytest
 from ftrecipe.testing import OFFLINE_ENV, FtrecipeRunner
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.e2e  # runs ftrecipe end to end: outside the fast tier (pytest -m 'not e2e')
+
 GUIDE = ROOT / "docs" / "plugins.md"
 FENCE = re.compile(r"^```(\w+)(?: file=(\S+))?\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import ROOT, metric_records, run_ok, run_whole_and_resumed
+
+pytestmark = pytest.mark.e2e  # training runs end to end: outside the fast tier (pytest -m 'not e2e')
 
 TINY = "  base: stable-diffusion-v1-5/stable-diffusion-v1-5\n  init: scratch\n"
 

@@ -157,6 +157,7 @@ def test_the_freeze_grammar_reaches_unet_blocks(tiny_pipeline_dir):
     assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if p.requires_grad)
 
 
+@pytest.mark.e2e
 def test_the_benchmark_runs_in_tiny_mode(tmp_path, monkeypatch):
     import subprocess
     import sys

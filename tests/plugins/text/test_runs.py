@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import ROOT, metric_records, run_cli, run_ok, run_whole_and_resumed, same_safetensors
 
+pytestmark = pytest.mark.e2e  # training runs end to end: outside the fast tier (pytest -m 'not e2e')
+
 WORDS = [f"select name from employees where dept = '{d}' and salary > {n};" for d in ("sales", "hr", "it") for n in range(5)]
 
 

@@ -189,6 +189,7 @@ def test_a_cuda_switch_on_a_cpu_is_a_located_exit_2(tmp_path, llama_dir, capsys,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_smoke_runs_a_cuda_recipe_here_and_says_what_gave_way(tmp_path, llama_dir):
     recipe = sft_recipe(tmp_path, llama_dir, "  strategy: full\n",
                         extra="").read_text().replace("  log_every: 1\n", "  log_every: 1\n  kernels: liger\n  loss: fused\n  speed: auto\n")

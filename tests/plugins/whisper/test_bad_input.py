@@ -58,6 +58,7 @@ def test_an_audio_folder_without_metadata(tmp_path):
     assert result.stderr.startswith(f"{located(recipe, 'train:', 'clips')}: data.train: {tmp_path / 'clips'}: no metadata.csv or metadata.jsonl")
 
 
+@pytest.mark.e2e
 def test_an_audio_folder_runs_through_the_cli(tmp_path):
     for i in range(6):
         clip(tmp_path / "clips" / f"c{i}.wav", 0.4 + 0.1 * i)

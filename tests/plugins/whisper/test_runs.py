@@ -12,6 +12,8 @@ import soundfile as sf
 
 from tests.conftest import ROOT, SHARED, metric_records, run_cli, run_ok, run_whole_and_resumed, same_safetensors
 
+pytestmark = pytest.mark.e2e  # training runs end to end: outside the fast tier (pytest -m 'not e2e')
+
 FSDD = SHARED / "fsdd"
 needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/datasets/fsdd is absent")
 
