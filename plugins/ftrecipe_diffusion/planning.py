@@ -22,8 +22,8 @@ from ftrecipe.plugin import DataGuidance, PlanData, RecipeRuntimeError, looks_li
 from ftrecipe_diffusion import model as sd_model
 from ftrecipe_diffusion.readers import ENOUGH_IMAGES
 
-if TYPE_CHECKING:
-    from ftrecipe_diffusion.task import DreamBoothTask
+if TYPE_CHECKING:  # the plan is handed the task; it never imports the task module (which imports this one)
+    from ftrecipe.plugin import ModalityTask as DreamBoothTask
 
 CONFIGS = Path(__file__).parent / "configs"
 """Configs of well-known bases, one folder per hub id (``/`` written ``--``): unet, text_encoder, vae."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import torch
 from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, ModelAnatomy, PlanData, RecipeRuntimeError, where_of
 from ftrecipe_text.formatting import render_example
 from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
-from ftrecipe_text.packing import compare_padding, flattened_collate, pack_examples, packed_collate
+from ftrecipe_text.packing import check_packable, compare_padding, flattened_collate, pack_examples, packed_collate
 from ftrecipe_text.speed import (
     apply_switches,
     check_switches,
@@ -46,19 +45,6 @@ class PaddedCollator:
     def __call__(self, examples: list[TokenizedExample]) -> dict[str, Any]:
         inputs = pad_collate(examples, self.pad_id)
         return {"inputs": inputs, "examples": len(examples), "tokens": sum(len(e) for e in examples)}
-
-
-def _check_packable(model: torch.nn.Module) -> None:
-    """Packed examples are kept apart by Transformers' own mask builder, from position ids; refuse
-    models that would let them attend to each other instead."""
-    if getattr(model.config, "alibi", False):
-        raise RecipeRuntimeError(("data", "packing"), "this model uses ALiBi positions, which packing cannot separate; set packing: false")
-    modeling = sys.modules.get(type(model).__module__)
-    if not hasattr(modeling, "create_causal_mask"):
-        raise RecipeRuntimeError(
-            ("data", "packing"),
-            f"{type(model).__name__} builds its own attention mask, so packed examples would see each other; set packing: false",
-        )
 
 
 class CausalLMTask(ModalityTask):
@@ -152,7 +138,7 @@ class CausalLMTask(ModalityTask):
             if len(self.tokenizer) > model.get_input_embeddings().num_embeddings:
                 model.resize_token_embeddings(len(self.tokenizer))
         if self.packing:
-            _check_packable(model)
+            check_packable(model)
         return model
 
     def anatomy(self, model: torch.nn.Module) -> ModelAnatomy:

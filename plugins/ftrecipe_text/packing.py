@@ -29,9 +29,12 @@ for padded batching (``padded_stats``) and for packed batching (``packed_stats``
 from __future__ import annotations
 
 import bisect
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from ftrecipe.plugin import RecipeRuntimeError
 
 from .tokenization import IGNORE_INDEX, TokenizedExample
 
@@ -229,3 +232,16 @@ def compare_padding(
     rows = pack_examples(examples, seq_len, strategy=strategy)
     packed = sum((packed_stats(b) for b in _chunks(rows, batch_size)), PaddingStats())
     return padded, packed
+
+
+def check_packable(model: Any) -> None:
+    """Packed examples are kept apart by Transformers' own mask builder, from position ids; refuse
+    models that would let them attend to each other instead."""
+    if getattr(model.config, "alibi", False):
+        raise RecipeRuntimeError(("data", "packing"), "this model uses ALiBi positions, which packing cannot separate; set packing: false")
+    modeling = sys.modules.get(type(model).__module__)
+    if not hasattr(modeling, "create_causal_mask"):
+        raise RecipeRuntimeError(
+            ("data", "packing"),
+            f"{type(model).__name__} builds its own attention mask, so packed examples would see each other; set packing: false",
+        )

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ftrecipe.plugin import DataGuidance, DatasetSplits, PlanData, RecipeRuntimeError, find_config
-from ftrecipe_text.causal_lm import _check_packable
 from ftrecipe_text.loading import builds_from_config, family, load_tokenizer, quantisable_linear_layers, special_ids, weight_dtype
+from ftrecipe_text.packing import check_packable
 from ftrecipe_text.speed import causal_lm_of, install_hidden_state_loss
 from ftrecipe_text.tiny import tiny_config
 from ftrecipe_text.tokenization import tokenize_examples
@@ -235,7 +235,7 @@ class CausalLMPlan(TextPlan):
                 text_config.vocab_size = len(tokenizer)
             model = self.build(AutoModelForCausalLM, config)
         if self.recipe.data.packing:  # build_model refuses a model that packed examples would leak through
-            _check_packable(model)
+            check_packable(model)
         return model
 
     def forward(self, model: torch.nn.Module, batch_size: int) -> torch.Tensor:

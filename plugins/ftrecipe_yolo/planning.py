@@ -18,9 +18,10 @@ import torch.nn.functional as F
 
 from ftrecipe.plugin import DataGuidance, FreezeReport, PlanData, RecipeRuntimeError, RemoteCodeRefused
 from ftrecipe_yolo.datasets import SEED_GUIDANCE
+from ftrecipe_yolo.sections import SMOKE_IMAGE_SIZE
 
-if TYPE_CHECKING:
-    from ftrecipe_yolo.task import YoloTask
+if TYPE_CHECKING:  # the plan is handed the task; it never imports the task module (which imports this one)
+    from ftrecipe.plugin import ModalityTask as YoloTask
 
 GUIDANCE = DataGuidance(minimum=SEED_GUIDANCE, unit="images", source="the seed: YOLO needs about 100 labelled images")
 STRIDE = 32
@@ -141,8 +142,6 @@ def plan_freeze(task: YoloTask, model: torch.nn.Module) -> tuple[torch.nn.Module
 
 def image_size(task: YoloTask) -> int:
     """The training image side: ``model.image_size`` (128 at most with --smoke) rounded up to the stride, as Ultralytics does."""
-    from ftrecipe_yolo.task import SMOKE_IMAGE_SIZE
-
     size = task.recipe.model.image_size
     size = min(size, SMOKE_IMAGE_SIZE) if task.ctx.smoke else size
     return max(math.ceil(size / STRIDE) * STRIDE, STRIDE)

@@ -25,6 +25,9 @@ from ftrecipe.plugin import (
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
+SMOKE_IMAGE_SIZE = 128
+"""The largest image side of a --smoke run (model.image_size above it is lowered to it)."""
+
 
 class YoloModel(ModelSection):
     """An Ultralytics detector: pre-trained weights (``.pt``, a local file) or a model YAML (from scratch)."""

@@ -26,8 +26,7 @@ from ftrecipe.plugin import (
 )
 from ftrecipe_yolo import augment
 from ftrecipe_yolo.offline import no_amp_download, ultralytics
-
-SMOKE_IMAGE_SIZE = 128
+from ftrecipe_yolo.sections import SMOKE_IMAGE_SIZE
 
 
 class YoloTask(ModalityTask):

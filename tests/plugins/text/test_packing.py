@@ -194,17 +194,17 @@ def test_compare_padding_packing_pads_less() -> None:
 
 def test_models_that_cannot_keep_packed_examples_apart_are_refused() -> None:
     from ftrecipe.errors import RecipeRuntimeError
-    from ftrecipe_text.causal_lm import _check_packable
+    from ftrecipe_text.packing import check_packable
 
-    _check_packable(tiny_model("llama", "sdpa"))  # built on Transformers' mask builder
-    _check_packable(tiny_model("falcon", "sdpa"))
+    check_packable(tiny_model("llama", "sdpa"))  # built on Transformers' mask builder
+    check_packable(tiny_model("falcon", "sdpa"))
     alibi = AutoModelForCausalLM.from_config(tiny_config("falcon", VOCAB, alibi=True))
     with pytest.raises(RecipeRuntimeError, match="ALiBi"):
-        _check_packable(alibi)
+        check_packable(alibi)
 
     class OwnMask(torch.nn.Module):  # like remote code that builds its own mask (this module has no create_causal_mask)
         config = tiny_config("llama", VOCAB)
 
     with pytest.raises(RecipeRuntimeError, match="OwnMask builds its own attention mask") as error:
-        _check_packable(OwnMask())
+        check_packable(OwnMask())
     assert error.value.path == ("data", "packing")
