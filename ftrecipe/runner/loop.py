@@ -348,12 +348,12 @@ class CommonLoop:
                          eval_after=after, freeze_report=self.freeze_report)
 
     def whole_model(self) -> torch.nn.Module | None:
-        """The trained model to save: a sharded one (FSDP, DeepSpeed) is gathered from every process
-        into an unsharded copy on the main process (None on the others)."""
+        """The trained model to save: one whose weights are sharded (FSDP, DeepSpeed ZeRO-3) is gathered
+        from every process into an unsharded copy on the main process (None on the others)."""
         if self.sharded:
             state = gather_full_state(self.model)
-        elif self.recipe.hardware.strategy == "deepspeed" and self.accelerator.num_processes > 1:
-            state = self.accelerator.get_state_dict(self.model)  # ZeRO-3 partitions: gathered by DeepSpeed
+        elif self.recipe.hardware.zero_stage == 3 and "DEEPSPEED" in str(self.accelerator.distributed_type):
+            state = self.accelerator.get_state_dict(self.model)  # ZeRO-3 partitions the weights: gathered by DeepSpeed
         else:
             return self.model
         if not self.main:

@@ -54,12 +54,6 @@ def shard_model(model: torch.nn.Module, device_type: str, mixed_precision: str) 
     return model
 
 
-def is_sharded(model: torch.nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return any(isinstance(module, FSDPModule) for module in model.modules())
-
-
 def save_shards(model: torch.nn.Module, optimizer: torch.optim.Optimizer, directory: Path) -> None:
     """Every process writes its shards of the model and optimizer state under ``directory/sharded``."""
     import torch.distributed.checkpoint as dcp

@@ -96,13 +96,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(*arguments: str, site: Path) -> list[str]:
+def torchrun(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", *arguments, "-m", "ftrecipe"]
 
 
 def test_a_hand_started_torchrun_must_match_the_recipes_devices(tmp_path, example_site):
     env = {**os.environ, **OFFLINE, "PYTHONPATH": str(example_site), "OMP_NUM_THREADS": "1"}
-    command = [*torchrun("--standalone", "--nproc_per_node", "2", site=example_site), "run", str(TOY),
+    command = [*torchrun("--standalone", "--nproc_per_node", "2"), "run", str(TOY),
                "--output", str(tmp_path / "run")]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and not (tmp_path / "run").exists()
@@ -121,8 +121,8 @@ def test_two_nodes_on_one_machine_run_the_readmes_multinode_command(tmp_path, ex
             "--set", f"hardware.strategy={strategy}", "--set", "training.batch_size=4"]
     agents = [
         subprocess.Popen([*torchrun("--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank),
-                                    "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", "two-nodes",
-                                    site=example_site), *args],
+                                    "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", "two-nodes"),
+                         *args],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for rank in (0, 1)
     ]
