@@ -45,6 +45,9 @@ def _add_review_flags(parser: argparse.ArgumentParser, *, plans: bool) -> None:
     if plans:
         parser.add_argument("--trust-remote-code", action="store_true",
                             help="let the checkpoint's own Python code run (model.trust_remote_code alone does not)")
+        parser.add_argument("--no-cache", dest="cache", action="store_false",
+                            help="measure every model afresh instead of reusing an earlier plan's measurements "
+                                 "(kept in $FTRECIPE_CACHE_DIR, else ~/.cache/ftrecipe)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -295,7 +295,9 @@ class ModalityTask:
         local directory or the Hugging Face cache supplies the rest. Raise ``RecipeRuntimeError``
         at ``("model", "base")`` when no config is at hand. With ``model.quantization`` return the
         plain model: the plan counts the quantised layers' bytes itself (every exact
-        ``torch.nn.Linear`` outside the head)."""
+        ``torch.nn.Linear`` outside the head). What the measuring hooks give is remembered between
+        plans across changes of ``ftrecipe.plan.build.SETTINGS_ONLY`` (batch size, steps, budget,
+        devices): they must not read those keys."""
         raise NotImplementedError(f"{type(self).__name__} does not describe its model for ftrecipe plan")
 
     def plan_freeze(self, model: torch.nn.Module) -> tuple[torch.nn.Module, FreezeReport]:

@@ -8,6 +8,7 @@ a real cache. Commands run through :mod:`ftrecipe.testing`, the helpers plugin a
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import shutil
@@ -77,6 +78,20 @@ def run_without_network(tmp_path: Path, *args: str, timeout: int = 600):
 def install_fixture_plugin(name: str, target: Path) -> Path:
     """pip-install a fixture plugin package into ``target`` (a real install: dist-info, entry points)."""
     return install_plugin(FIXTURES / name, target)
+
+
+_PLAN_CACHES = tempfile.mkdtemp(prefix="ftrecipe-tests-plan-cache-")
+atexit.register(shutil.rmtree, _PLAN_CACHES, True)
+
+
+@pytest.fixture(autouse=True)
+def plan_cache(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """Each test plans with a plan cache of its own (created on first use), so that a plugin patched in
+    one test never answers another's plan; a module that plans the same recipes many times, unpatched,
+    shares one by overriding this fixture."""
+    path = Path(_PLAN_CACHES) / hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    monkeypatch.setenv("FTRECIPE_CACHE_DIR", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ from typing import Any
 from ftrecipe.gpus import GPUS
 from ftrecipe.plan.memory import ActivationFit, Estimate, ParamInfo, Settings, estimate, save_gather_host_bytes, verdict
 from ftrecipe.plan.risks import data_warnings, recipe_warnings
-from ftrecipe.plan_records import PlanData
+from ftrecipe.plan.cache import PlanCache, as_json
+from ftrecipe.plan_records import DataGuidance, PlanData
 from ftrecipe.records import resolve
 from ftrecipe.registry import Registry, get_registry
 from ftrecipe.sections import RecipeBase
@@ -43,6 +44,23 @@ class Footprint:
     extras: dict[str, int]
     loaded_bytes: int = 0
     """The weights as loaded from the checkpoint, before quantisation (what host memory passes)."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Footprint:
+        """A footprint read back from the plan cache (:func:`ftrecipe.plan.cache.as_json`)."""
+        fit = data["fit"]
+        pairs = {name: tuple(fit[name]) for name in ("outside", "head", "largest_head", "unit_inputs")}
+        return cls(
+            params=[ParamInfo(**{**p, "shape": tuple(p["shape"])}) for p in data["params"]],
+            trainable=data["trainable"], total=data["total"], extras=data["extras"], loaded_bytes=data["loaded_bytes"],
+            fit=ActivationFit(**pairs, units={k: tuple(v) for k, v in fit["units"].items()},  # type: ignore[arg-type]
+                              flops_per_example=fit["flops_per_example"]),
+        )
+
+
+def plan_data_from_json(data: dict[str, Any]) -> PlanData:
+    guidance = data.get("guidance")
+    return PlanData(**{**data, "guidance": DataGuidance(**guidance) if guidance else None})
 
 
 @dataclass
@@ -103,6 +121,22 @@ def budget_of(recipe: RecipeBase) -> int | None:
     return GPUS[gpu].memory_bytes if gpu else None
 
 
+SETTINGS_ONLY = ("training.batch_size", "training.gradient_accumulation", "training.learning_rate", "training.max_steps",
+                 "training.epochs", "hardware.memory", "hardware.devices", "hardware.nodes", "hardware.strategy",
+                 "hardware.zero_stage")
+"""Keys only the plan's own arithmetic reads (a task's measuring hooks must not): a footprint on disk is
+remembered across changes of these, and measured afresh when anything else in the recipe changes."""
+
+
+def measured_key(recipe: RecipeBase) -> dict[str, Any]:
+    """What a measured footprint depends on, for the plan cache: the resolved recipe less :data:`SETTINGS_ONLY`."""
+    data = recipe.model_dump(mode="json")
+    for key in SETTINGS_ONLY:
+        section, name = key.split(".")
+        data.get(section, {}).pop(name, None)
+    return data
+
+
 def structure_key(recipe: RecipeBase) -> str:
     """What the footprint depends on: the model, its head and its freeze plan (not batch or devices)."""
     return repr((recipe.model.model_dump(), recipe.head.model_dump(), recipe.freeze.model_dump(),
@@ -154,13 +188,19 @@ def measure(task: Any, recipe: RecipeBase) -> Footprint:
 class Planner:
     """Plans a recipe and variants of it (the suggestions), measuring each model structure once."""
 
-    def __init__(self, result: ValidationResult, registry: Registry | None = None, *, runs_checkpoint_code: bool = False) -> None:
+    def __init__(self, result: ValidationResult, registry: Registry | None = None, *, runs_checkpoint_code: bool = False,
+                 cache: bool = True) -> None:
         self.result = result
         self.runs_checkpoint_code = runs_checkpoint_code
         self.registry = registry or get_registry()
         self._footprints: dict[str, Footprint] = {}
         self._tasks: dict[str, Any] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="ftrecipe-plan-")
+        recipe = result.recipe
+        assert recipe is not None, "plan a valid recipe"
+        plugin_package = self.registry.modalities[recipe.model.modality].task.split(".")[0].split(":")[0]
+        self.cache = PlanCache(recipe.model_dump(mode="json"), Path(result.base_dir), plugin_package,
+                               extra={"runs_checkpoint_code": runs_checkpoint_code}, enabled=cache)
 
     def task(self, recipe: RecipeBase) -> Any:
         """The modality's task for ``recipe``, one per model structure: a task reads its data (and builds a
@@ -174,8 +214,18 @@ class Planner:
     def footprint(self, recipe: RecipeBase) -> Footprint:
         key = structure_key(recipe)
         if key not in self._footprints:
-            self._footprints[key] = measure(self.task(recipe), recipe)
+            self._footprints[key] = self.cache.remembered("footprint", measured_key(recipe), lambda: measure(self.task(recipe), recipe),
+                                                          dump=as_json, load=Footprint.from_json)
         return self._footprints[key]
+
+    def plan_data(self, recipe: RecipeBase) -> PlanData:
+        """The task's account of the data (read once; remembered while the recipe and its files stay the same)."""
+        return self.cache.remembered("data", recipe.model_dump(mode="json"), lambda: self.task(recipe).plan_data(),
+                                     dump=as_json, load=plan_data_from_json)
+
+    def speed_settings(self, recipe: RecipeBase) -> dict[str, Any]:
+        return self.cache.remembered("speed", recipe.model_dump(mode="json"), lambda: self.task(recipe).speed_settings(),
+                                     dump=lambda value: value, load=dict)
 
     def estimate(self, recipe: RecipeBase) -> Estimate:
         footprint = self.footprint(recipe)
@@ -253,14 +303,15 @@ def data_section(data: PlanData) -> dict[str, Any]:
 
 
 def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, trust_remote_code: bool = False,
-                untrusted: bool = False) -> Plan:
+                untrusted: bool = False, cache: bool = True) -> Plan:
     """Plan one validated recipe (raises ``RecipeRuntimeError`` for a located mistake, like a base
     whose config is nowhere at hand).
 
     The checkpoint's own code runs only with ``trust_remote_code`` (the command line's
     ``--trust-remote-code``): the recipe key alone is not enough, so the plan is made from a copy with
     the key off, and a base whose architecture exists only as its own code cannot be planned.
-    ``untrusted`` keeps only counts of the data (:func:`ftrecipe.untrusted.counts_only`)."""
+    ``untrusted`` keeps only counts of the data (:func:`ftrecipe.untrusted.counts_only`); ``cache``
+    False measures everything afresh (:mod:`ftrecipe.plan.cache`)."""
     from ftrecipe.plan.suggest import suggestions
 
     recipe = result.recipe
@@ -271,12 +322,12 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, t
         recipe.model.trust_remote_code = False
         result = copy.copy(result)
         result.recipe = recipe
-    planner = Planner(result, registry, runs_checkpoint_code=trust_remote_code)
+    planner = Planner(result, registry, runs_checkpoint_code=trust_remote_code, cache=cache)
     try:
         registry = planner.registry
         record = registry.modalities[recipe.model.modality]
-        data = planner.task(recipe).plan_data()
-        speed = planner.task(recipe).speed_settings()
+        data = planner.plan_data(recipe)
+        speed = planner.speed_settings(recipe)
         footprint = planner.footprint(recipe)
         current = planner.estimate(recipe)
         budget = budget_of(recipe)

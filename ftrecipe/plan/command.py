@@ -46,7 +46,8 @@ def run_plan(args: argparse.Namespace) -> int:
     plans, code = [], EXIT_OK
     for result in results:
         try:
-            plan = plan_recipe(result, trust_remote_code=args.trust_remote_code, untrusted=args.untrusted).as_dict()
+            plan = plan_recipe(result, trust_remote_code=args.trust_remote_code, untrusted=args.untrusted,
+                               cache=getattr(args, "cache", True)).as_dict()
             if args.probe:
                 from ftrecipe.plan.probe import probe
 

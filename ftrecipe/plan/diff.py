@@ -239,7 +239,7 @@ def diff_recipes(old: ValidationResult, new: ValidationResult, planner: Planner 
     return result
 
 
-def _default_planner(*, trust_remote_code: bool = False, untrusted: bool = False) -> Planner:
+def _default_planner(*, trust_remote_code: bool = False, untrusted: bool = False, cache: bool = True) -> Planner:
     def plan(result: ValidationResult) -> Any:
         from ftrecipe.plan.build import plan_recipe  # may import torch: only once both sides are valid
         from ftrecipe.libraries import adopt_library_loggers
@@ -247,7 +247,7 @@ def _default_planner(*, trust_remote_code: bool = False, untrusted: bool = False
 
         never_download()
         try:
-            return plan_recipe(result, trust_remote_code=trust_remote_code, untrusted=untrusted)
+            return plan_recipe(result, trust_remote_code=trust_remote_code, untrusted=untrusted, cache=cache)
         finally:
             adopt_library_loggers()
 
@@ -347,7 +347,8 @@ def run_diff(args: argparse.Namespace, planner: Planner | None = None) -> int:
         leave_bitsandbytes_out()  # plans quantise nothing: NF4 and 8-bit states are arithmetic
     try:
         diff = diff_recipes(*results, planner=planner or _default_planner(
-            trust_remote_code=getattr(args, "trust_remote_code", False), untrusted=untrusted))
+            trust_remote_code=getattr(args, "trust_remote_code", False), untrusted=untrusted,
+            cache=getattr(args, "cache", True)))
     except LocatedMistake as mistake:
         print(mistake.diagnostic.text(), file=sys.stderr)
         return EXIT_USAGE

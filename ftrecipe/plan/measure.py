@@ -71,7 +71,8 @@ def frozen_meta_model(task: ModalityTask) -> tuple[torch.nn.Module, FreezeReport
     loaded = sum(p.numel() * p.element_size() for p in model.parameters())
     head = list(task.anatomy(model).head)
     quantized = quantizable(model, head) if task.recipe.model.quantization is not None else set()
-    model, report = task.plan_freeze(model)
+    with torch.device("meta"):  # adapters (PEFT's LoRA layers) are created and initialised on meta too
+        model, report = task.plan_freeze(model)
     return model, report, describe_parameters(model, quantized), head, loaded
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ftrecipe.sections import BITSANDBYTES_OPTIMIZERS, TrainingSection
+
+if TYPE_CHECKING:  # torch is imported by the code that builds: the plan counts steps without it
+    import torch
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -21,6 +22,8 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
 
 
 def build_optimizer(model: torch.nn.Module, training: TrainingSection) -> torch.optim.Optimizer:
+    import torch
+
     groups = parameter_groups(model, training.weight_decay)
     lr = training.learning_rate
     if training.optimizer == "adamw":

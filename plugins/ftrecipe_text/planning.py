@@ -219,6 +219,11 @@ class CausalLMPlan(TextPlan):
         return Rendered(train, evaluation, tokenizer)
 
     def model(self) -> torch.nn.Module:
+        """The meta model; built once per plan (the data guidance's parameter count builds it first)."""
+        built = self.__dict__.pop("_counted_model", None)
+        return built if built is not None else self._build()
+
+    def _build(self) -> torch.nn.Module:
         from transformers import AutoModelForCausalLM
 
         if self.scratch:
@@ -249,7 +254,8 @@ class CausalLMPlan(TextPlan):
 
     @functools.cached_property
     def parameters(self) -> int:
-        return sum(p.numel() for p in self.model().parameters())
+        self._counted_model = self._build()  # kept for model(): the plan measures the same build
+        return sum(p.numel() for p in self._counted_model.parameters())
 
     def guidance(self) -> DataGuidance | None:
         """The seed's figure for the model's size; None when the model's config is not here."""

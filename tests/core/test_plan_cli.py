@@ -16,6 +16,22 @@ DEMO = ROOT / "recipes" / "demo" / "llama.yaml"
 SHIPPED = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "data" not in p.relative_to(ROOT / "recipes").parts)
 
 
+PINNED = json.loads((ROOT / "tests" / "fixtures" / "plan-numbers.json").read_text())
+"""What each shipped recipe's plan said before the plan was made faster (cache, meta adapters, one build)."""
+
+
+@pytest.fixture(scope="module")
+def module_plan_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("plan-cache")
+
+
+@pytest.fixture(autouse=True)
+def plan_cache(module_plan_cache, monkeypatch):
+    """One plan cache for the module: its plans vary budgets and batch sizes of a few recipes, nothing is patched."""
+    monkeypatch.setenv("FTRECIPE_CACHE_DIR", str(module_plan_cache))
+    return module_plan_cache
+
+
 def run_cli(*args: str) -> SimpleNamespace:
     """The command in this process (planning imports torch once for the whole module)."""
     out, err = io.StringIO(), io.StringIO()
@@ -125,6 +141,11 @@ def test_every_shipped_recipe_plans_offline(path):
     """The shipped recipes' bases are planned from configs the plugins carry: nothing is downloaded."""
     plan = plan_json(path)
     assert plan["params"]["trainable"] > 0 and plan["memory"]["per_device_bytes"] > 0
+    pinned = PINNED[path.relative_to(ROOT).as_posix()]
+    assert {"params.total": plan["params"]["total"], "params.trainable": plan["params"]["trainable"],
+            "memory.per_device_bytes": plan["memory"]["per_device_bytes"], "memory.breakdown": plan["memory"]["breakdown"],
+            "memory.host_bytes": plan["memory"]["host_bytes"], "compute.flops_per_example": plan["compute"]["flops_per_example"],
+            "data.train_examples": plan["data"]["train_examples"]} == pinned
     if "memory:" in path.read_text() or "gpu:" in path.read_text():
         assert plan["memory"]["verdict"] in ("fits", "tight")
 
