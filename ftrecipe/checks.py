@@ -7,8 +7,10 @@ with the path of the key a person should change, and modalities add their own th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+from ftrecipe.hub import missing_pretrained
 from ftrecipe.records import Problem
 from ftrecipe.sections import BITSANDBYTES_OPTIMIZERS, RecipeBase
 
@@ -131,3 +133,25 @@ def check_output(recipe: RecipeBase) -> Iterator[Problem]:
 
 
 CORE_CHECKS = (check_freeze, check_quantization, check_precision, check_head, check_training, check_output)
+
+
+def pretrained_check(marker: str = "config.json", what: str = "model") -> Callable[[RecipeBase, Path], Iterator[Problem]]:
+    """A ``Modality.run_checks`` entry for a base that is a Hugging Face repository or a local folder:
+    with ``model.init: pretrained``, ``model.base`` (and ``model.tokenizer`` where the section has one)
+    must be a path that exists, have ``marker`` in the Hugging Face cache, or be downloadable now.
+    ``marker`` is a file every such repository has (``model_index.json`` for a Diffusers pipeline)."""
+
+    def check(recipe: RecipeBase, base_dir: Path) -> Iterator[Problem]:
+        model = recipe.model
+        if getattr(model, "init", "pretrained") != "pretrained":
+            return
+        revision = getattr(model, "revision", None)
+        sources = [(("model", "base"), model.base, marker, what)]
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer and tokenizer != model.base:
+            sources.append((("model", "tokenizer"), tokenizer, "tokenizer_config.json", "tokenizer"))
+        for key, source, file, kind in sources:
+            if (why := missing_pretrained(source, revision=revision, marker=file, what=kind)) is not None:
+                yield Problem(key, why)
+
+    return check

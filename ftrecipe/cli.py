@@ -184,6 +184,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ftrecipe.libraries import leave_bitsandbytes_out
 
         leave_bitsandbytes_out()
+    from ftrecipe.errors import RecipeRuntimeError, RunFailure
+    from ftrecipe.registry import get_registry
+    from ftrecipe.runner.preflight import preflight
+
+    try:  # what can be found without torch is found before it is imported
+        preflight(result.recipe, result.base_dir, get_registry(), output=args.output, resume=args.resume, smoke=args.smoke)
+    except RecipeRuntimeError as error:
+        print(result.diagnostic(error.path, error.message).text(), file=sys.stderr)
+        return EXIT_USAGE
+    except RunFailure as error:
+        print(f"ftrecipe run: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     from ftrecipe.runner.entry import RunOptions, run_recipe  # torch is imported from here on
 
     options = RunOptions(output=args.output, max_steps=args.max_steps, resume=args.resume, smoke=args.smoke,

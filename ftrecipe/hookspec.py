@@ -44,12 +44,13 @@ def ftrecipe_modalities() -> Modality | list[Modality]:
     modality's own keys (``{"evaluation": MyEvaluation}``, a subclass of ``EvaluationSection``), and
     ``ignores`` lists the shared keys the task does not read, with the reason a user is shown when a
     recipe writes one. ``strategies`` lists the ``hardware.strategy`` values the modality has been
-    run with (default ``("ddp",)``); ``validate`` refuses the others.
+    run with (default ``("ddp",)``); ``validate`` refuses the others. ``run_checks`` are checks of this
+    machine that ``run`` makes before importing torch (``pretrained_check()``: the base model is here).
 
     Example::
 
         from typing import Literal
-        from ftrecipe.plugin import Modality, ModelSection, hookimpl
+        from ftrecipe.plugin import Modality, ModelSection, hookimpl, pretrained_check
 
         class EchoModel(ModelSection):
             modality: Literal["echo"] = "echo"
@@ -67,6 +68,7 @@ def ftrecipe_modalities() -> Modality | list[Modality]:
                 starter_recipe="model:\\n  modality: echo\\n  base: scratch\\n...",
                 ignores={"head": "the output has the input's size"},
                 strategies=("ddp", "fsdp"),  # after a two-process test of each
+                run_checks=(pretrained_check(),),
             )
     """
 
@@ -84,7 +86,8 @@ def ftrecipe_dataset_formats() -> DatasetFormat | list[DatasetFormat]:
     TSV, Parquet with located bad lines, skipped or fatal per ``data.on_error``) and
     ``make_splits`` (hold-out, ``limit``, smoke caps, the data report). Raise
     ``RecipeRuntimeError`` with the recipe key to blame, so the user sees ``recipe.yaml:line:col``.
-    ``ignores`` lists the shared ``data`` keys the reader does not read.
+    ``ignores`` lists the shared ``data`` keys the reader does not read; ``required_paths`` the keys
+    naming files that must exist (``run`` checks them before importing torch).
 
     Example::
 
@@ -103,6 +106,7 @@ def ftrecipe_dataset_formats() -> DatasetFormat | list[DatasetFormat]:
                 section=TsvSection,
                 reader="my_package.tsv:read",
                 description="Tab-separated prompt/completion pairs.",
+                required_paths=("train", "eval"),
             )
     """
 

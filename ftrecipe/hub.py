@@ -48,9 +48,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
-def missing_message(source: str, what: str, error: BaseException) -> str:
-    """Why ``source`` could not be loaded, and how to get it."""
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def missing_message(source: str, what: str, error: BaseException | None) -> str:
+    """Why ``source`` could not be loaded (or, without ``error``, will not be), and how to get it."""
+    detail = "" if error is None else str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if not looks_like_hub_id(source):
         if not Path(source).expanduser().exists():
             return f"no {what} at '{source}': no such directory"
@@ -72,6 +72,23 @@ def missing_message(source: str, what: str, error: BaseException) -> str:
         advice.append("The repository is gated: accept its licence on huggingface.co and log in (`hf auth login`) first.")
     advice.append("`ftrecipe run RECIPE --smoke` checks the rest of the recipe without it.")
     return " ".join(advice)
+
+
+def missing_pretrained(source: str, *, revision: str | None = None, marker: str = "config.json", what: str = "model") -> str | None:
+    """Why ``source`` could not be loaded on this machine now, judged without loading anything (a local
+    path that exists, ``marker`` of the hub repository in the Hugging Face cache, or a reachable Hub
+    pass); None where loading may go ahead."""
+    if Path(source).expanduser().exists():
+        return None
+    if not looks_like_hub_id(source):
+        return f"no {what} at '{source}': no such directory"
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(source, marker, revision=revision), str):
+        return None
+    if not _offline() and hub_reachable():
+        return None
+    return missing_message(source, what, None)
 
 
 def load_pretrained(

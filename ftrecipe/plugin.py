@@ -34,6 +34,7 @@ from ftrecipe.data import (
     split_holdout,
     where_of,
 )
+from ftrecipe.checks import pretrained_check
 from ftrecipe.errors import RecipeRuntimeError, RunFailure
 from ftrecipe.freeze import FreezeReport, ModelAnatomy
 from ftrecipe.hookspec import hookimpl
@@ -130,6 +131,7 @@ __all__ = [
     "load_pretrained",
     "find_config",
     "looks_like_hub_id",
+    "pretrained_check",
     # errors
     "RecipeRuntimeError",
     "RunFailure",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -57,6 +58,11 @@ class Modality:
     """Commented YAML that `ftrecipe init NAME` writes."""
     checks: tuple[Callable[[RecipeBase], Iterable[Problem]], ...] = ()
     """Cross-field checks run by `ftrecipe validate` after the schema accepted the recipe."""
+    run_checks: tuple[Callable[[RecipeBase, Path], Iterable[Problem]], ...] = ()
+    """Checks of this machine that `ftrecipe run` makes before it imports torch or your libraries, given
+    the recipe and its folder: is the base model here (``ftrecipe.plugin.pretrained_check`` for a Hugging
+    Face repository)? Not made by `validate` (a recipe is valid before its model is downloaded) nor for
+    ``--smoke`` (which needs no weights). Keep them torch-free and quick: file system and caches only."""
     sections: Mapping[str, type[Section]] = field(default_factory=dict)
     """Core sections this modality extends with keys of its own, e.g. ``{"evaluation": MyEvaluation}``
     where ``MyEvaluation`` subclasses :class:`~ftrecipe.sections.EvaluationSection`. Allowed names:
@@ -88,6 +94,10 @@ class DatasetFormat:
     description: str = ""
     ignores: Mapping[str, str] = field(default_factory=dict)
     """Core ``data`` keys the reader does not read (``"data.eval"``) -> why; rejected where written."""
+    required_paths: tuple[str, ...] = ()
+    """Keys of the data section that, where set, name files or folders that must exist (relative to the
+    recipe's folder), e.g. ``("train", "eval")``: `ftrecipe run` says which is missing before it
+    imports torch (the reader still checks them, through ``source_paths``)."""
     plugin: str = field(default="", compare=False)
 
 

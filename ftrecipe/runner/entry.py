@@ -38,7 +38,8 @@ from ftrecipe.runner.outputs import (
     write_atomic,
     write_json,
 )
-from ftrecipe.runner.speed import check_hardware
+from ftrecipe.runner import preflight
+from ftrecipe.runner.preflight import check_hardware, check_output_directory
 from ftrecipe.sections import BITSANDBYTES_OPTIMIZERS, RecipeBase
 from ftrecipe.task import FitResult, ModalityTask, TaskContext
 from ftrecipe.validation import ValidationResult, resolved_data
@@ -70,28 +71,7 @@ class RunOptions:
 
 
 def output_directory(recipe: RecipeBase, options: RunOptions) -> Path:
-    if options.output:
-        return Path(options.output)
-    base = Path(recipe.output.dir or f"runs/{recipe.name}")
-    return base.with_name(base.name + "-smoke") if options.smoke else base
-
-
-def check_output_directory(directory: Path, resume: bool) -> None:
-    """Never overwrite what a person has: an existing run continues only with --resume."""
-    if not directory.exists():
-        return
-    if not directory.is_dir():
-        raise RunFailure(f"output path {directory} exists and is not a directory")
-    contents = [p for p in directory.iterdir() if not p.name.startswith(".")]
-    if not contents:
-        return
-    if (directory / RUN_FILE).exists():
-        if not resume:
-            raise RunFailure(
-                f"{directory} already holds a run; pass --resume to continue it, or choose another --output"
-            )
-        return
-    raise RunFailure(f"{directory} is not empty and holds no ftrecipe run; choose another --output")
+    return preflight.output_directory(recipe, options.output, options.smoke)
 
 
 def device_type_of(recipe: RecipeBase) -> str:

@@ -16,46 +16,14 @@ Each switch is off by default, and a switch this run cannot honour is refused wi
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from ftrecipe.errors import RecipeRuntimeError
-from ftrecipe.sections import BITSANDBYTES_OPTIMIZERS, RecipeBase
+from ftrecipe.sections import RecipeBase
 
-CXX_COMPILERS = ("c++", "g++", "clang++")
-
-
-def check_hardware(recipe: RecipeBase, device_type: str) -> None:
-    """Refuse what this device cannot honour (the core switches, the distributed strategy) before any
-    process is started or data read."""
-    training, strategy = recipe.training, recipe.hardware.strategy
-    if strategy == "deepspeed" and device_type != "cuda":
-        raise RecipeRuntimeError(("hardware", "strategy"), f"DeepSpeed shards over CUDA devices, but this run is on "
-                                                           f"{device_type}; use fsdp or ddp")
-    if strategy == "fsdp" and device_type == "mps":
-        raise RecipeRuntimeError(("hardware", "strategy"), "FSDP has no MPS backend; use ddp")
-    if strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
-        raise RecipeRuntimeError(("hardware", "strategy"), "DeepSpeed is not installed: pip install deepspeed "
-                                                           "(it builds from source against your torch; ftrecipe has not "
-                                                           "tested it, see the README), or use strategy: fsdp")
-    if training.optimizer in BITSANDBYTES_OPTIMIZERS and importlib.util.find_spec("bitsandbytes") is None:
-        raise RecipeRuntimeError(("training", "optimizer"),
-                                 f"{training.optimizer} needs bitsandbytes: pip install 'ftrecipe[gpu]'")
-    if training.optimizer == "paged-adamw-8bit" and device_type != "cuda":
-        raise RecipeRuntimeError(("training", "optimizer"),
-                                 f"paged-adamw-8bit pages its state through CUDA memory, but this run is on {device_type}; "
-                                 "use adamw (or adamw-8bit)")
-    if training.compile:
-        if device_type == "mps":
-            raise RecipeRuntimeError(("training", "compile"), "torch.compile has no training backend on MPS; set compile: false")
-        if device_type == "cpu" and not any(shutil.which(name) for name in CXX_COMPILERS):
-            raise RecipeRuntimeError(("training", "compile"),
-                                     "torch.compile on the CPU builds C++ kernels, and no C++ compiler (c++, g++, clang++) "
-                                     "is on the PATH; install one or set compile: false")
 
 
 def repeated_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:

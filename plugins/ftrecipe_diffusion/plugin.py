@@ -5,7 +5,7 @@ Torch-free: this module runs on every `ftrecipe validate`; the task imports the 
 
 from __future__ import annotations
 
-from ftrecipe.plugin import DatasetFormat, Modality, Problem, hookimpl
+from ftrecipe.plugin import DatasetFormat, Modality, Problem, hookimpl, pretrained_check
 from ftrecipe_diffusion import sections as s
 
 STABLE_DIFFUSION = "stable-diffusion"
@@ -68,6 +68,7 @@ def ftrecipe_modalities():
         description="Text-to-image: Stable Diffusion taught one subject from a few photos (DreamBooth), full or LoRA.",
         starter_recipe=STARTER,
         checks=(_check,),
+        run_checks=(pretrained_check("model_index.json", "pipeline"),),
         sections={"training": s.DiffusionTraining, "evaluation": s.DiffusionEvaluation},
         ignores={
             "head": "a diffusion model has no classification head",
@@ -86,7 +87,8 @@ def ftrecipe_dataset_formats():
     return [
         DatasetFormat("dreambooth", (STABLE_DIFFUSION,), s.DreamBoothData, reader + "read_dreambooth",
                       "A folder of subject photos with a prompt; optional class images for prior preservation.",
-                      ignores={"data.train": "the photos are in data.instance_dir", **IMAGE_FORMAT_IGNORES}),
+                      ignores={"data.train": "the photos are in data.instance_dir", **IMAGE_FORMAT_IGNORES},
+                      required_paths=("instance_dir",)),
         DatasetFormat("synthetic-subject", (STABLE_DIFFUSION,), s.SyntheticSubjectData, reader + "read_synthetic_subject",
                       "A patterned toy drawn offline on varied backgrounds (demo, tests).",
                       ignores={"data.train": "the photos are drawn (instance_images)", "data.limit": "set instance_images",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from ftrecipe.plugin import DatasetFormat, Metric, Modality, Problem, hookimpl
+from ftrecipe.plugin import DatasetFormat, Metric, Modality, Problem, hookimpl, pretrained_check
 from ftrecipe_text import sections as s
 
 CAUSAL_LM = "causal-lm"
@@ -53,6 +53,7 @@ def ftrecipe_modalities():
             default_metrics=("exact_match",),
             starter_recipe=_starter("causal-lm.yaml"),
             checks=(_check_causal_lm,),
+            run_checks=(pretrained_check(),),
             sections={"evaluation": s.CausalLMEvaluation, "training": s.CausalLMTraining},
             ignores={"head": "a causal LM keeps its language-model head (for labels, use modality text-classification)"},
             strategies=("ddp", "fsdp", "deepspeed"),
@@ -65,6 +66,7 @@ def ftrecipe_modalities():
             default_metrics=("accuracy", "f1"),
             starter_recipe=_starter("text-classification.yaml"),
             checks=(_check_classification,),
+            run_checks=(pretrained_check(),),
             strategies=("ddp", "deepspeed"),
         ),
     ]
@@ -75,21 +77,24 @@ def ftrecipe_dataset_formats():
     reader = "ftrecipe_text.readers:"
     lm = (CAUSAL_LM,)
     cls = (CLASSIFICATION,)
+    files = ("train", "eval")
     generated = {"data.train": "the examples are generated (train_size)", "data.eval": "the examples are generated (eval_size)",
                  "data.eval_fraction": "evaluation examples are generated apart (eval_size)"}
     return [
-        DatasetFormat("jsonl", lm, s.SftJsonl, reader + "read_files", "JSON Lines prompt/completion, instruction or chat records."),
-        DatasetFormat("csv", lm, s.SftCsv, reader + "read_files", "CSV with a header row."),
-        DatasetFormat("parquet", lm, s.SftParquet, reader + "read_files", "Parquet files."),
+        DatasetFormat("jsonl", lm, s.SftJsonl, reader + "read_files", "JSON Lines prompt/completion, instruction or chat records.",
+                      required_paths=files),
+        DatasetFormat("csv", lm, s.SftCsv, reader + "read_files", "CSV with a header row.", required_paths=files),
+        DatasetFormat("parquet", lm, s.SftParquet, reader + "read_files", "Parquet files.", required_paths=files),
         DatasetFormat("hf", lm, s.SftHub, reader + "read_hf", "A Hugging Face datasets id or save_to_disk folder.",
                       ignores={"data.eval": "name the evaluation split with eval_split"}),
         DatasetFormat("synthetic", lm, s.SftSynthetic, reader + "read_synthetic_sql", "Template-made text-to-SQL pairs (offline).",
                       ignores=generated),
         DatasetFormat("sql-eval", lm, s.SqlEvalData, reader + "read_sql_eval", "defog sql-eval questions with gold SQL and table schemas.",
-                      ignores={"data.train": "the questions come from root", "data.eval": "eval_fraction of the questions is held out"}),
-        DatasetFormat("jsonl", cls, s.ClassificationJsonl, reader + "read_files", "JSON Lines text/label records."),
-        DatasetFormat("csv", cls, s.ClassificationCsv, reader + "read_files", "CSV text/label records."),
-        DatasetFormat("parquet", cls, s.ClassificationParquet, reader + "read_files", "Parquet text/label records."),
+                      ignores={"data.train": "the questions come from root", "data.eval": "eval_fraction of the questions is held out"},
+                      required_paths=("root",)),
+        DatasetFormat("jsonl", cls, s.ClassificationJsonl, reader + "read_files", "JSON Lines text/label records.", required_paths=files),
+        DatasetFormat("csv", cls, s.ClassificationCsv, reader + "read_files", "CSV text/label records.", required_paths=files),
+        DatasetFormat("parquet", cls, s.ClassificationParquet, reader + "read_files", "Parquet text/label records.", required_paths=files),
         DatasetFormat("synthetic", cls, s.ClassificationSynthetic, reader + "read_synthetic_sentiment", "Template-made sentiment sentences (offline).",
                       ignores={**generated, "data.columns": "the generated columns are text and label"}),
     ]

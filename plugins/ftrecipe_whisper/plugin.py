@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from ftrecipe.plugin import Augmentation, DatasetFormat, Metric, Modality, Problem, hookimpl
+from ftrecipe.plugin import Augmentation, DatasetFormat, Metric, Modality, Problem, hookimpl, pretrained_check
 from ftrecipe_whisper import sections as s
 
 WHISPER = "whisper"
@@ -32,6 +32,7 @@ def ftrecipe_modalities():
         default_metrics=("wer", "cer"),
         starter_recipe=resources.files("ftrecipe_whisper").joinpath("starters", "whisper.yaml").read_text(encoding="utf-8"),
         checks=(_check,),
+        run_checks=(pretrained_check(),),
         sections={"evaluation": s.WhisperEvaluation},
         ignores={
             "head": "Whisper keeps its decoder head; the vocabulary comes from the tokenizer",
@@ -45,8 +46,10 @@ def ftrecipe_modalities():
 def ftrecipe_dataset_formats():
     reader = "ftrecipe_whisper.readers:"
     return [
-        DatasetFormat("manifest", (WHISPER,), s.ManifestData, reader + "read_manifest_format", "CSV/JSONL manifest of audio paths and transcripts."),
-        DatasetFormat("audiofolder", (WHISPER,), s.AudioFolderData, reader + "read_audiofolder_format", "Audio files with a metadata file."),
+        DatasetFormat("manifest", (WHISPER,), s.ManifestData, reader + "read_manifest_format", "CSV/JSONL manifest of audio paths and transcripts.",
+                      required_paths=("train", "eval")),
+        DatasetFormat("audiofolder", (WHISPER,), s.AudioFolderData, reader + "read_audiofolder_format", "Audio files with a metadata file.",
+                      required_paths=("train", "eval")),
         DatasetFormat("synthetic", (WHISPER,), s.SyntheticSpeechData, reader + "read_synthetic", "Tone-coded words over line noise (offline).",
                       ignores={"data.train": "the clips are generated (train_size)", "data.eval": "the clips are generated (eval_size)",
                                "data.eval_fraction": "evaluation clips are generated apart (eval_size)",

@@ -7,6 +7,7 @@ Torch-free and Ultralytics-free: this module runs on every `ftrecipe validate`, 
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 from ftrecipe.plugin import Augmentation, DatasetFormat, Modality, Problem, hookimpl
 from ftrecipe_yolo import sections as s
@@ -24,6 +25,14 @@ def _check(recipe) -> list[Problem]:
     return problems
 
 
+def _weights_here(recipe, base_dir: Path) -> list[Problem]:
+    """Before torch is imported: pre-trained weights named by a .pt file are on this machine."""
+    base = recipe.model.base
+    if recipe.model.init != "pretrained" or not base.endswith(".pt") or (base_dir / Path(base).expanduser()).is_file():
+        return []
+    return [Problem(("model", "base"), s.missing_weights(base))]
+
+
 @hookimpl
 def ftrecipe_modalities():
     return Modality(
@@ -33,6 +42,7 @@ def ftrecipe_modalities():
         description="Object detection: an Ultralytics YOLO fine-tuned on new objects (needs ftrecipe[yolo]).",
         starter_recipe=resources.files("ftrecipe_yolo").joinpath("starters", "yolo.yaml").read_text(encoding="utf-8"),
         checks=(_check,),
+        run_checks=(_weights_here,),
         sections={"freeze": s.YoloFreeze, "head": s.YoloHead, "training": s.YoloTraining, "hardware": s.YoloHardware,
                   "output": s.YoloOutput},
         ignores={
@@ -70,9 +80,9 @@ def ftrecipe_dataset_formats():
                   "data.columns": "YOLO label files have fixed columns"}
     return [
         DatasetFormat("yolo", (YOLO,), s.YoloData, reader + "read_yolo", "An Ultralytics data YAML with YOLO-format labels.",
-                      ignores=split_keys),
+                      ignores=split_keys, required_paths=("yaml",)),
         DatasetFormat("coco", (YOLO,), s.CocoData, reader + "read_coco", "COCO JSON annotations, converted on load.",
-                      ignores={"data.columns": "COCO JSON has fixed fields"}),
+                      ignores={"data.columns": "COCO JSON has fixed fields"}, required_paths=("images", "train", "eval")),
         DatasetFormat("synthetic", (YOLO,), s.SyntheticDetectionData, reader + "read_synthetic",
                       "Shapes on textured backgrounds with their boxes (offline demo).",
                       ignores={"data.train": "the images are drawn (train_size)", "data.eval": "the images are drawn (eval_size)",

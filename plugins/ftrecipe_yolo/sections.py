@@ -7,6 +7,7 @@ by `ftrecipe validate` rather than ignored at run time.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
@@ -171,3 +172,10 @@ class MixupAugmentation(AugmentationSection):
 
     name: Literal["mixup"]
     p: Fraction = 0.1
+
+
+def missing_weights(base: str) -> str:
+    """What to do when the recipe's Ultralytics weights (``model.base``, a .pt file) are not on this machine."""
+    return (f"'{base}' is not a local file. Ultralytics publishes its weights as GitHub release assets "
+            f"(e.g. https://github.com/ultralytics/assets/releases); download the file next to the recipe, "
+            f"or run with --smoke to try the recipe on a randomly initialised {Path(base).stem}")

@@ -26,7 +26,7 @@ from ftrecipe.plugin import (
 )
 from ftrecipe_yolo import augment
 from ftrecipe_yolo.offline import no_amp_download, ultralytics
-from ftrecipe_yolo.sections import SMOKE_IMAGE_SIZE
+from ftrecipe_yolo.sections import SMOKE_IMAGE_SIZE, missing_weights
 
 
 class YoloTask(ModalityTask):
@@ -82,9 +82,7 @@ class YoloTask(ModalityTask):
             return str(local), not scratch
         if scratch:  # --smoke / init: scratch without the weights: the same architecture from its YAML
             return Path(base).with_suffix(".yaml").name, False
-        raise RecipeRuntimeError(key, f"'{base}' is not a local file. Ultralytics publishes its weights as GitHub release assets "
-                                 f"(e.g. https://github.com/ultralytics/assets/releases); download the file next to the recipe, "
-                                 f"or run with --smoke to try the recipe on a randomly initialised {Path(base).stem}")
+        raise RecipeRuntimeError(key, missing_weights(base))
 
     def build_model(self) -> Any:
         """The detector the recipe describes, with a head for the data's classes (pre-trained weights loaded)."""

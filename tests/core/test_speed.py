@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ftrecipe.errors import RecipeRuntimeError
-from ftrecipe.runner import speed
+from ftrecipe.runner import preflight, speed
 from ftrecipe.runner.optim import build_optimizer
 from ftrecipe.sections import HardwareSection, TrainingSection
 
@@ -65,26 +65,26 @@ def recipe_with(hardware: dict | None = None, **training):
 
 def test_switches_the_device_cannot_honour_are_refused(monkeypatch):
     with pytest.raises(RecipeRuntimeError) as error:
-        speed.check_hardware(recipe_with(optimizer="paged-adamw-8bit"), "cpu")
+        preflight.check_hardware(recipe_with(optimizer="paged-adamw-8bit"), "cpu")
     assert error.value.path == ("training", "optimizer") and "CUDA" in error.value.message
-    speed.check_hardware(recipe_with(optimizer="paged-adamw-8bit"), "cuda")
-    speed.check_hardware(recipe_with(compile=True), "cpu")  # this machine has a C++ compiler
-    monkeypatch.setattr(speed.shutil, "which", lambda name: None)
+    preflight.check_hardware(recipe_with(optimizer="paged-adamw-8bit"), "cuda")
+    preflight.check_hardware(recipe_with(compile=True), "cpu")  # this machine has a C++ compiler
+    monkeypatch.setattr(preflight.shutil, "which", lambda name: None)
     with pytest.raises(RecipeRuntimeError) as error:
-        speed.check_hardware(recipe_with(compile=True), "cpu")
+        preflight.check_hardware(recipe_with(compile=True), "cpu")
     assert error.value.path == ("training", "compile") and "C++ compiler" in error.value.message
-    speed.check_hardware(recipe_with(compile=True), "cuda")  # Triton, not a host compiler
+    preflight.check_hardware(recipe_with(compile=True), "cuda")  # Triton, not a host compiler
     with pytest.raises(RecipeRuntimeError):
-        speed.check_hardware(recipe_with(compile=True), "mps")
+        preflight.check_hardware(recipe_with(compile=True), "mps")
 
 
 @pytest.mark.parametrize(("strategy", "device"), [("deepspeed", "cpu"), ("deepspeed", "mps"), ("fsdp", "mps")])
 def test_sharding_strategies_are_refused_where_they_cannot_run_not_replaced_by_ddp(strategy, device):
     """DeepSpeed is CUDA-only here and FSDP has no MPS backend; FSDP on CPU processes runs (gloo)."""
     with pytest.raises(RecipeRuntimeError) as error:
-        speed.check_hardware(recipe_with({"strategy": strategy}), device)
+        preflight.check_hardware(recipe_with({"strategy": strategy}), device)
     assert error.value.path == ("hardware", "strategy") and "ddp" in error.value.message
-    speed.check_hardware(recipe_with({"strategy": "fsdp"}), "cpu")
+    preflight.check_hardware(recipe_with({"strategy": "fsdp"}), "cpu")
 
 
 def test_paged_adamw_8bit_is_bitsandbytes_paged_optimizer():

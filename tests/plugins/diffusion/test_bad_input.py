@@ -26,7 +26,7 @@ def run(tmp_path: Path, data: str, *args: str, model: str = MODEL + "  init: scr
 def test_a_missing_instance_folder(tmp_path):
     recipe, result = run(tmp_path, "  format: dreambooth\n  instance_dir: photos\n  instance_prompt: a photo of sks dog\n")
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith(f"{located(recipe, 'instance_dir:', 'photos')}: data.instance_dir: no such folder: {tmp_path / 'photos'}")
+    assert result.stderr.startswith(f"{located(recipe, 'instance_dir:', 'photos')}: data.instance_dir: no such file or directory: {tmp_path / 'photos'}")
 
 
 def test_a_corrupt_photo_fails_when_asked(tmp_path):

@@ -51,7 +51,7 @@ CASES = {
     "hf-absent": (LM, "  format: hf\n  train: no-such-dataset\n", {}, ("train:", "no-such", "data.train"),
                   "cannot load dataset no-such-dataset"),
     "sql-eval-absent": (LM, "  format: sql-eval\n  root: no-such-folder\n", {}, ("root:", "no-such", "data.root"),
-                        "sql-eval folder not found: {tmp}/no-such-folder"),
+                        "no such file or directory: {tmp}/no-such-folder"),  # found before torch is imported
     "sql-eval-no-schema": (LM, "  format: sql-eval\n  root: sql\n",
                            {"sql/questions_gen_postgres.csv": "question,query,db_name,query_category,instructions\nHow many?,SELECT 1,shop,x,\n"},
                            ("root:", "sql", "data.root"), "no table schema for database 'shop': {tmp}/sql/metadata/shop.json is missing"),

@@ -43,7 +43,7 @@ GOOD = "0 0.5 0.5 0.25 0.25\n"
         ({"base": "missing-weights.pt"}, "model.base", "is not a local file"),
         ({"labels": ", labels: [cat, horse]"}, "head.labels", "not classes of the dataset: horse"),
         ({"on_error": "fail", "data": "bad/data.yaml"}, "data.yaml", "class id 9 is outside the 2 class names"),
-        ({"data": "nowhere.yaml"}, "data.yaml", "no data YAML"),
+        ({"data": "nowhere.yaml"}, "data.yaml", "no such file or directory"),  # found before torch is imported
     ],
     ids=["weights-missing", "unknown-label", "bad-label-fail", "yaml-missing"],
 )
