@@ -8,7 +8,9 @@ user runs it, three ways:
 - warm: the same command again (the plan cache answers: the everyday case of editing a batch size or
   a learning rate, or reviewing a pull request that changed one);
 - all: every shipped recipe in one `ftrecipe plan` process, cold, against the sum of the cold plans
-  (the imports are paid once).
+  (the imports are paid once);
+- diff: `ftrecipe diff` of the two shipped QLoRA recipes, cold, against the two cold plans it makes
+  (goal: at most one plan more than a plan).
 
     python bench/plan_speed.py [--repeat 2]
 """
@@ -64,8 +66,13 @@ def main() -> None:
             worst_cold, worst_warm = max(worst_cold, cold / floor), max(worst_warm, warm / floor)
             print(f"{recipe}: cold {cold:.2f} s ({cold / floor:.2f}x), warm {warm:.2f} s ({warm / floor:.2f}x)")
         together = seconds([*plan, *recipes], 1, cache, fresh=True)
+        pair = ["recipes/llama2-7b-sql-qlora.yaml", "recipes/falcon-40b-qlora.yaml"]
+        diff = seconds([sys.executable, "-m", "ftrecipe", "diff", *pair], args.repeat, cache, fresh=True)
+        plans = [seconds([*plan, recipe], args.repeat, cache, fresh=True) for recipe in pair]
     print(f"all {len(recipes)} recipes in one process, cold: {together:.2f} s ({together / floor:.2f}x the floor; "
           f"{together / cold_total:.2f}x the {cold_total:.2f} s of separate cold plans)")
+    print(f"diff of the two QLoRA recipes, cold: {diff:.2f} s; its plans alone: {plans[0]:.2f} s and {plans[1]:.2f} s "
+          f"(goal: at most {max(plans) + min(plans):.2f} s, one plan more than a plan)")
     print(f"worst ratio to the floor: cold {worst_cold:.2f}x, warm {worst_warm:.2f}x (goal {GOAL:g}x)")
 
 
