@@ -287,6 +287,24 @@ class ModalityTask:
         return {}
 
     # -- planning (`ftrecipe plan`) -----------------------------------------------------------
+    planner: ClassVar[str] = ""
+    """``"module:Class"`` of the task's plan, the one place its plan hooks live: made once per task as
+    ``Class(task)`` when `ftrecipe plan` first asks (a run never imports it), its methods answer the
+    ``plan_*`` hooks by name without the prefix: ``model()``, ``forward(model, batch_size)``, and where
+    it defines them ``freeze(model)``, ``checkpoint_units(model)``, ``extras(model)``, ``data()``. It
+    holds what the hooks share (the data read once, the tokenizer) and never imports the task's module."""
+
+    def plan(self) -> Any:
+        """The task's :attr:`planner` object, made once."""
+        if "_plan" not in self.__dict__:
+            if not self.planner:
+                raise NotImplementedError(f"{type(self).__name__} names no planner for ftrecipe plan")
+            self._plan = resolve(self.planner)(self)
+        return self._plan
+
+    def _planned(self, hook: str) -> Callable[..., Any] | None:
+        return getattr(self.plan(), hook, None) if self.planner else None
+
     def plan_model(self) -> torch.nn.Module:
         """What :meth:`build_model` returns (head included, before freezing, in the dtype it loads
         the weights in on the device the recipe is meant for: the plan's recipe has
@@ -298,12 +316,16 @@ class ModalityTask:
         ``torch.nn.Linear`` outside the head). What the measuring hooks give is remembered between
         plans across changes of ``ftrecipe.plan.build.SETTINGS_ONLY`` (batch size, steps, budget,
         devices): they must not read those keys."""
-        raise NotImplementedError(f"{type(self).__name__} does not describe its model for ftrecipe plan")
+        if (model := self._planned("model")) is None:
+            raise NotImplementedError(f"{type(self).__name__} does not describe its model for ftrecipe plan")
+        return model()
 
     def plan_freeze(self, model: torch.nn.Module) -> tuple[torch.nn.Module, FreezeReport]:
         """Apply the recipe's freeze plan to the meta model exactly as the run will (PEFT adapters
         included): the trainable count the plan reports is the one the run trains. The default is
         the common loop's; a task that freezes through its library overrides it."""
+        if (freeze := self._planned("freeze")) is not None:
+            return freeze(model)
         return apply_freeze_plan(model, self.recipe, self.anatomy(model))
 
     def plan_forward(self, model: torch.nn.Module, batch_size: int) -> Any:
@@ -312,21 +334,29 @@ class ModalityTask:
         loss where it can be computed without data-dependent steps. The plan records the tensors
         autograd saves for the backward pass (activations) and the FLOPs; ``model`` is the frozen
         meta model in the compute dtype, already in training mode."""
-        raise NotImplementedError(f"{type(self).__name__} does not describe its forward pass for ftrecipe plan")
+        if (forward := self._planned("forward")) is None:
+            raise NotImplementedError(f"{type(self).__name__} does not describe its forward pass for ftrecipe plan")
+        return forward(model, batch_size)
 
     def plan_checkpoint_units(self, model: torch.nn.Module) -> list[str]:
         """Module names that ``training.gradient_checkpointing`` recomputes in the backward pass
         (their inputs are kept, their insides are not). Default: every layer of every stack."""
+        if (units := self._planned("checkpoint_units")) is not None:
+            return units(model)
         return [layer for layers in self.anatomy(model).stacks.values() for layer in layers]
 
     def plan_extras(self, model: torch.nn.Module) -> dict[str, int]:
         """Bytes per device the task keeps beside the model and its optimizer (an EMA copy of the
         weights, a frozen VAE kept outside the trained model): name -> bytes."""
+        if (extras := self._planned("extras")) is not None:
+            return extras(model)
         return {}
 
     def plan_data(self) -> PlanData:
         """The data's size without loading the model. Default: the format's reader, counted; a task
         adds its measures (tokens, images, audio hours), label balance and guidance."""
+        if (data := self._planned("data")) is not None:
+            return data()
         splits = self.plan_splits()
         if splits is None:
             return PlanData(unavailable=self.plan_unavailable)

@@ -22,8 +22,6 @@ from typing import Any
 import torch
 
 from ftrecipe.errors import RecipeRuntimeError
-from ftrecipe.sections import RecipeBase
-
 
 
 def repeated_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:

@@ -22,7 +22,7 @@ from ftrecipe.plugin import DataGuidance, PlanData, RecipeRuntimeError, looks_li
 from ftrecipe_diffusion import model as sd_model
 from ftrecipe_diffusion.readers import ENOUGH_IMAGES
 
-if TYPE_CHECKING:  # the plan is handed the task; it never imports the task module (which imports this one)
+if TYPE_CHECKING:  # the plan is handed the task; it never imports the task module
     from ftrecipe.plugin import ModalityTask as DreamBoothTask
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -148,71 +148,6 @@ def planned_weight_dtype(recipe: Any) -> torch.dtype:
     return {"fp16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(hardware.precision, torch.float32)
 
 
-def plan_model(task: DreamBoothTask) -> sd_model.DreamBoothModel:
-    """The :class:`DreamBoothModel` ``build_model`` returns, on meta, in float32 (the dtype the pipeline loads in)."""
-    from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextModel
-
-    configs = pipeline_configs(task)
-    task.planned = configs
-    task.train_text_encoder = task.recipe.training.train_text_encoder
-    with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(configs.unet)
-        text_encoder = CLIPTextModel(configs.text_encoder) if task.train_text_encoder else None
-    return sd_model.DreamBoothModel(unet, text_encoder)
-
-
-def plan_forward(task: DreamBoothTask, model: torch.nn.Module, batch_size: int) -> torch.Tensor:
-    """``compute_loss`` on meta tensors: the instance examples, then as many class examples with prior
-    preservation; the latents noised, the prediction and the (Min-SNR weighted) prior-preservation loss.
-    The VAE encoding and a frozen text encoder run without gradients in the run: their outputs enter as inputs."""
-    configs, recipe = task.planned, task.recipe
-    unet = model.unet
-    prior = recipe.data.class_prompt is not None
-    examples = batch_size * (2 if prior else 1)
-    dtype = unet.conv_in.weight.dtype
-    side = task.resolution // configs.vae_scale
-    meta = {"device": "meta"}
-    noisy = torch.empty(examples, configs.vae["latent_channels"], side, side, dtype=dtype, **meta)
-    timesteps = torch.empty(examples, dtype=torch.long, **meta)
-    tokens = configs.text_encoder.max_position_embeddings
-    if model.text_encoder is not None:
-        input_ids = torch.empty(examples, tokens, dtype=torch.long, **meta)
-        prediction = model(noisy, timesteps, input_ids=input_ids)
-    else:
-        hidden = torch.empty(examples, tokens, configs.text_encoder.hidden_size, dtype=dtype, **meta)
-        prediction = model(noisy, timesteps, encoder_hidden_states=hidden)
-    target = torch.empty(prediction.shape, dtype=torch.float32, **meta)
-    per_example = F.mse_loss(prediction.float(), target, reduction="none").mean(dim=tuple(range(1, prediction.ndim)))
-    if recipe.training.snr_gamma is not None:
-        per_example = per_example * torch.empty(examples, **meta)
-    loss = per_example[:batch_size].mean()
-    if prior:
-        loss = loss + recipe.training.prior_loss_weight * per_example[batch_size:].mean()
-    return loss
-
-
-def plan_checkpoint_units(model: sd_model.DreamBoothModel) -> list[str]:
-    """What ``enable_gradient_checkpointing`` recomputes: in the UNet's blocks every resnet (a mid block's
-    first excepted: Diffusers runs it outside the checkpointed loop) and every transformer block inside
-    the attentions (the attention modules' own projections in and out are kept); the text encoder's
-    layers when it trains. Up- and downsamplers, ``conv_in``/``conv_out`` and the time embedding are not."""
-    units: list[str] = []
-    for name, module in model.unet.named_modules():
-        if not hasattr(module, "gradient_checkpointing"):
-            continue
-        resnets = getattr(module, "resnets", None)
-        if resnets is not None:
-            first = 1 if type(module).__name__.startswith("UNetMidBlock") else 0
-            units += [f"unet.{name}.resnets.{i}" for i in range(first, len(resnets))]
-        blocks = getattr(module, "transformer_blocks", None)
-        if blocks is not None:
-            units += [f"unet.{name}.transformer_blocks.{i}" for i in range(len(blocks))]
-    if model.text_encoder is not None:
-        units += sd_model.anatomy(model, torch.float32).stacks["text_encoder"]
-    return units
-
-
 def _bytes(module: torch.nn.Module, dtype: torch.dtype) -> int:
     """Bytes of ``module`` once ``.to(dtype)``: floating tensors in ``dtype``, the rest as they are."""
     size = torch.empty((), dtype=dtype).element_size()
@@ -220,48 +155,121 @@ def _bytes(module: torch.nn.Module, dtype: torch.dtype) -> int:
     return sum(t.numel() * (size if t.is_floating_point() else t.element_size()) for t in tensors)
 
 
-def plan_extras(task: DreamBoothTask, model: sd_model.DreamBoothModel) -> dict[str, int]:
-    """What the run keeps on the device beside the trained model: the frozen VAE (whole: the evaluation
-    decodes with it), the frozen text encoder when it does not train, both in the weight dtype, and the
-    latent and text-embedding caches when the recipe asks for them."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextModel
-
-    configs, recipe, dtype = task.planned, task.recipe, task.weight_dtype
-    with torch.device("meta"):
-        extras = {"vae": _bytes(AutoencoderKL.from_config(configs.vae), dtype)}
-        if model.text_encoder is None:
-            extras["text_encoder"] = _bytes(CLIPTextModel(configs.text_encoder), dtype)
-    splits = task.plan_splits()
-    if recipe.training.cache_latents and splits is not None:
-        images = len(splits.train) + splits.num_class_images
-        side = task.resolution // configs.vae_scale
-        extras["latent_cache"] = images * 2 * configs.vae["latent_channels"] * side * side * 4  # mean and std, float32
-    if recipe.training.cache_text_embeddings and splits is not None:
-        width = configs.text_encoder.max_position_embeddings * configs.text_encoder.hidden_size
-        extras["text_embedding_cache"] = len(set(splits.prompts)) * width * torch.empty((), dtype=dtype).element_size()
-    return extras
-
-
 # -- the data --------------------------------------------------------------------------------------
 
-def plan_data(task: DreamBoothTask) -> PlanData:
-    """The instance photos (the unit of the guidance) and the class images prior preservation wants.
 
-    The evaluation denoises the instance photos themselves by design, so no overlap is reported."""
-    splits = task.plan_splits()
-    if splits is None:
-        return PlanData(unavailable=task.plan_unavailable, guidance=GUIDANCE)
-    report = splits.report
-    amount: dict[str, float] = {"images": float(len(splits.train))}
-    repeated = f"only {len(splits.train)} instance image"  # the reader's guidance warning: the plan states it from GUIDANCE
-    warnings = [warning for warning in report.warnings if not warning.startswith(repeated)]
-    if splits.class_prompt is not None:
-        amount["class_images"] = float(splits.num_class_images)
-        shortfall = splits.num_class_images - len(splits.class_rows)
-        if shortfall > 0 and splits.class_dir is not None:
-            warnings.append(f"prior preservation: {len(splits.class_rows)} of {splits.num_class_images} class images are in "
-                            f"{splits.class_dir}; the run first generates {shortfall} with the base pipeline "
-                            f"({task.recipe.data.class_inference_steps} denoising steps each)")
-    return PlanData(train_examples=report.train_examples, eval_examples=report.eval_examples, amount=amount,
-                    guidance=GUIDANCE, mean_fill=1.0, warnings=warnings)
+class DreamBoothPlan:
+    """The DreamBooth task's plan hooks (``ModalityTask.planner``): the UNet (and text encoder) as trained, on meta."""
+
+    def __init__(self, task: DreamBoothTask) -> None:
+        self.task = task
+
+    def model(self) -> sd_model.DreamBoothModel:
+        """The :class:`DreamBoothModel` ``build_model`` returns, on meta, in float32 (the dtype the pipeline loads in)."""
+        task = self.task
+        task._planned_dtype = planned_weight_dtype(task.recipe)
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        configs = pipeline_configs(task)
+        task.planned = configs
+        task.train_text_encoder = task.recipe.training.train_text_encoder
+        with torch.device("meta"):
+            unet = UNet2DConditionModel.from_config(configs.unet)
+            text_encoder = CLIPTextModel(configs.text_encoder) if task.train_text_encoder else None
+        return sd_model.DreamBoothModel(unet, text_encoder)
+
+    def forward(self, model: torch.nn.Module, batch_size: int) -> torch.Tensor:
+        """``compute_loss`` on meta tensors: the instance examples, then as many class examples with prior
+        preservation; the latents noised, the prediction and the (Min-SNR weighted) prior-preservation loss.
+        The VAE encoding and a frozen text encoder run without gradients in the run: their outputs enter as inputs."""
+        task = self.task
+        configs, recipe = task.planned, task.recipe
+        unet = model.unet
+        prior = recipe.data.class_prompt is not None
+        examples = batch_size * (2 if prior else 1)
+        dtype = unet.conv_in.weight.dtype
+        side = task.resolution // configs.vae_scale
+        meta = {"device": "meta"}
+        noisy = torch.empty(examples, configs.vae["latent_channels"], side, side, dtype=dtype, **meta)
+        timesteps = torch.empty(examples, dtype=torch.long, **meta)
+        tokens = configs.text_encoder.max_position_embeddings
+        if model.text_encoder is not None:
+            input_ids = torch.empty(examples, tokens, dtype=torch.long, **meta)
+            prediction = model(noisy, timesteps, input_ids=input_ids)
+        else:
+            hidden = torch.empty(examples, tokens, configs.text_encoder.hidden_size, dtype=dtype, **meta)
+            prediction = model(noisy, timesteps, encoder_hidden_states=hidden)
+        target = torch.empty(prediction.shape, dtype=torch.float32, **meta)
+        per_example = F.mse_loss(prediction.float(), target, reduction="none").mean(dim=tuple(range(1, prediction.ndim)))
+        if recipe.training.snr_gamma is not None:
+            per_example = per_example * torch.empty(examples, **meta)
+        loss = per_example[:batch_size].mean()
+        if prior:
+            loss = loss + recipe.training.prior_loss_weight * per_example[batch_size:].mean()
+        return loss
+
+    def checkpoint_units(self, model: sd_model.DreamBoothModel) -> list[str]:
+        """What ``enable_gradient_checkpointing`` recomputes: in the UNet's blocks every resnet (a mid block's
+        first excepted: Diffusers runs it outside the checkpointed loop) and every transformer block inside
+        the attentions (the attention modules' own projections in and out are kept); the text encoder's
+        layers when it trains. Up- and downsamplers, ``conv_in``/``conv_out`` and the time embedding are not."""
+        units: list[str] = []
+        for name, module in model.unet.named_modules():
+            if not hasattr(module, "gradient_checkpointing"):
+                continue
+            resnets = getattr(module, "resnets", None)
+            if resnets is not None:
+                first = 1 if type(module).__name__.startswith("UNetMidBlock") else 0
+                units += [f"unet.{name}.resnets.{i}" for i in range(first, len(resnets))]
+            blocks = getattr(module, "transformer_blocks", None)
+            if blocks is not None:
+                units += [f"unet.{name}.transformer_blocks.{i}" for i in range(len(blocks))]
+        if model.text_encoder is not None:
+            units += sd_model.anatomy(model, torch.float32).stacks["text_encoder"]
+        return units
+
+    def extras(self, model: sd_model.DreamBoothModel) -> dict[str, int]:
+        """What the run keeps on the device beside the trained model: the frozen VAE (whole: the evaluation
+        decodes with it), the frozen text encoder when it does not train, both in the weight dtype, and the
+        latent and text-embedding caches when the recipe asks for them."""
+        task = self.task
+        from diffusers import AutoencoderKL
+        from transformers import CLIPTextModel
+
+        configs, recipe, dtype = task.planned, task.recipe, task.weight_dtype
+        with torch.device("meta"):
+            extras = {"vae": _bytes(AutoencoderKL.from_config(configs.vae), dtype)}
+            if model.text_encoder is None:
+                extras["text_encoder"] = _bytes(CLIPTextModel(configs.text_encoder), dtype)
+        splits = task.plan_splits()
+        if recipe.training.cache_latents and splits is not None:
+            images = len(splits.train) + splits.num_class_images
+            side = task.resolution // configs.vae_scale
+            extras["latent_cache"] = images * 2 * configs.vae["latent_channels"] * side * side * 4  # mean and std, float32
+        if recipe.training.cache_text_embeddings and splits is not None:
+            width = configs.text_encoder.max_position_embeddings * configs.text_encoder.hidden_size
+            extras["text_embedding_cache"] = len(set(splits.prompts)) * width * torch.empty((), dtype=dtype).element_size()
+        return extras
+
+    def data(self) -> PlanData:
+        """The instance photos (the unit of the guidance) and the class images prior preservation wants.
+
+        The evaluation denoises the instance photos themselves by design, so no overlap is reported."""
+        task = self.task
+        splits = task.plan_splits()
+        if splits is None:
+            return PlanData(unavailable=task.plan_unavailable, guidance=GUIDANCE)
+        report = splits.report
+        amount: dict[str, float] = {"images": float(len(splits.train))}
+        repeated = f"only {len(splits.train)} instance image"  # the reader's guidance warning: the plan states it from GUIDANCE
+        warnings = [warning for warning in report.warnings if not warning.startswith(repeated)]
+        if splits.class_prompt is not None:
+            amount["class_images"] = float(splits.num_class_images)
+            shortfall = splits.num_class_images - len(splits.class_rows)
+            if shortfall > 0 and splits.class_dir is not None:
+                warnings.append(f"prior preservation: {len(splits.class_rows)} of {splits.num_class_images} class images are in "
+                                f"{splits.class_dir}; the run first generates {shortfall} with the base pipeline "
+                                f"({task.recipe.data.class_inference_steps} denoising steps each)")
+        return PlanData(train_examples=report.train_examples, eval_examples=report.eval_examples, amount=amount,
+                        guidance=GUIDANCE, mean_fill=1.0, warnings=warnings)

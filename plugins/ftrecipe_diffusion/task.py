@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.plugin import DataBundle, EvalResult, ModalityTask, ModelAnatomy, PlanData, RecipeRuntimeError, load_pretrained
+from ftrecipe.plugin import DataBundle, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError, load_pretrained
 from ftrecipe_diffusion import model as sd_model
 from ftrecipe_diffusion.data import SubjectCollator, SubjectDataset
 from ftrecipe_diffusion.loss import draw, dreambooth_loss, per_example_loss, target_of
@@ -214,32 +214,8 @@ class DreamBoothTask(ModalityTask):
         return {"library_name": "diffusers", "pipeline_tag": "text-to-image",
                 "tags": ["dreambooth", "stable-diffusion", *(["lora"] if adapter else [])]}
 
-    # -- planning (`ftrecipe plan`): see ftrecipe_diffusion.planning --------------------------------
-    def plan_model(self) -> torch.nn.Module:
-        from ftrecipe_diffusion import planning
-
-        self._planned_dtype = planning.planned_weight_dtype(self.recipe)
-        return planning.plan_model(self)
-
-    def plan_forward(self, model: torch.nn.Module, batch_size: int) -> torch.Tensor:
-        from ftrecipe_diffusion.planning import plan_forward
-
-        return plan_forward(self, model, batch_size)
-
-    def plan_checkpoint_units(self, model: torch.nn.Module) -> list[str]:
-        from ftrecipe_diffusion.planning import plan_checkpoint_units
-
-        return plan_checkpoint_units(model)
-
-    def plan_extras(self, model: torch.nn.Module) -> dict[str, int]:
-        from ftrecipe_diffusion.planning import plan_extras
-
-        return plan_extras(self, model)
-
-    def plan_data(self) -> PlanData:
-        from ftrecipe_diffusion.planning import plan_data
-
-        return plan_data(self)
+    # -- planning (`ftrecipe plan`): the hooks live in ftrecipe_diffusion.planning
+    planner = "ftrecipe_diffusion.planning:DreamBoothPlan"
 
     def save_form(self) -> str:
         return self.recipe.output.save or ("adapter" if self.recipe.freeze.strategy == "lora" else "full")

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, ModelAnatomy, PlanData, RecipeRuntimeError, where_of
+from ftrecipe.plugin import DataBundle, DataReport, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError, where_of
 from ftrecipe_text.loading import builds_from_config, from_config, from_pretrained, load_tokenizer
 
 class EncodedCollator:
@@ -97,23 +97,8 @@ class ClassificationTask(ModalityTask):
     def compute_loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         return model(**batch).loss
 
-    # -- planning (`ftrecipe plan`): ftrecipe_text.planning ------------------------------------
-    def _planner(self) -> Any:
-        """The plan's state, made once: the data is read once for all the plan hooks."""
-        if self.__dict__.get("_plan") is None:
-            from ftrecipe_text.planning import ClassificationPlan
-
-            self._plan = ClassificationPlan(self)
-        return self._plan
-
-    def plan_model(self) -> torch.nn.Module:
-        return self._planner().model()
-
-    def plan_forward(self, model: torch.nn.Module, batch_size: int) -> torch.Tensor:
-        return self._planner().forward(model, batch_size)
-
-    def plan_data(self) -> PlanData:
-        return self._planner().data()
+    # -- planning (`ftrecipe plan`): the hooks live in ftrecipe_text.planning
+    planner = "ftrecipe_text.planning:ClassificationPlan"
 
     def evaluate(self, model: torch.nn.Module, data: DataBundle, *, max_examples: int | None) -> EvalResult:
         device = next(model.parameters()).device

@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ftrecipe.plugin import DataBundle, EvalResult, EpochIndex, ModalityTask, PlanData, RecipeRuntimeError, RunFailure, load_pretrained
+from ftrecipe.plugin import DataBundle, EvalResult, EpochIndex, ModalityTask, RecipeRuntimeError, RunFailure, load_pretrained
 from ftrecipe_whisper.audio import AudioError, load_audio
 from ftrecipe_whisper.augment import sample_seed
 from ftrecipe_whisper.chain import AugmentedChain
@@ -133,23 +133,8 @@ class WhisperTask(ModalityTask):
         model.generation_config.forced_decoder_ids = None
         return model
 
-    # -- planning (`ftrecipe plan`): ftrecipe_whisper.planning -----------------------------------
-    def _planner(self) -> Any:
-        """The plan's state, made once: the clips are read once for all the plan hooks."""
-        if self.__dict__.get("_plan") is None:
-            from ftrecipe_whisper.planning import WhisperPlan
-
-            self._plan = WhisperPlan(self)
-        return self._plan
-
-    def plan_model(self) -> torch.nn.Module:
-        return self._planner().model()
-
-    def plan_forward(self, model: torch.nn.Module, batch_size: int) -> torch.Tensor:
-        return self._planner().forward(model, batch_size)
-
-    def plan_data(self) -> PlanData:
-        return self._planner().data()
+    # -- planning (`ftrecipe plan`): the hooks live in ftrecipe_whisper.planning
+    planner = "ftrecipe_whisper.planning:WhisperPlan"
 
     # -- data ----------------------------------------------------------------------------------
     def build_data(self) -> DataBundle:

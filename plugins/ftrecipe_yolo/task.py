@@ -19,7 +19,6 @@ from ftrecipe.plugin import (
     FitResult,
     FreezeReport,
     ModalityTask,
-    PlanData,
     RecipeRuntimeError,
     RunFailure,
     TrainSession,
@@ -184,34 +183,8 @@ class YoloTask(ModalityTask):
                  "warmup_epochs", "cos_lr", "nbs", "close_mosaic", "amp", "freeze")
         return ", ".join(f"{k}={arguments.get(k)}" for k in shown if k in arguments)
 
-    # -- planning (`ftrecipe plan`): see ftrecipe_yolo.planning ------------------------------------------
-    def plan_model(self) -> Any:
-        from ftrecipe_yolo.planning import plan_model
-
-        return plan_model(self)
-
-    def plan_freeze(self, model: Any) -> tuple[Any, FreezeReport]:
-        from ftrecipe_yolo.planning import plan_freeze
-
-        return plan_freeze(self, model)
-
-    def plan_forward(self, model: Any, batch_size: int) -> Any:
-        from ftrecipe_yolo.planning import plan_forward
-
-        return plan_forward(self, model, batch_size)
-
-    def plan_checkpoint_units(self, model: Any) -> list[str]:
-        return []  # Ultralytics' detectors have no gradient checkpointing (the recipe key is ignored)
-
-    def plan_extras(self, model: Any) -> dict[str, int]:
-        from ftrecipe_yolo.planning import plan_extras
-
-        return plan_extras(model)
-
-    def plan_data(self) -> PlanData:
-        from ftrecipe_yolo.planning import plan_data
-
-        return plan_data(self)
+    # -- planning (`ftrecipe plan`): the hooks live in ftrecipe_yolo.planning
+    planner = "ftrecipe_yolo.planning:YoloPlan"
 
     # -- evaluation and outputs --------------------------------------------------------------------------
     def validate(self, model: Any, data_yaml: str) -> EvalResult:

@@ -13,8 +13,8 @@ import evaluate
 __all__ = ["METRICS", "load_metric", "metric_path"]
 
 _HERE = Path(__file__).resolve().parent
-#: Metric name -> module file, each loadable with ``evaluate.load(str(path))``.
-METRICS: dict[str, Path] = {"wer": _HERE / "wer.py", "cer": _HERE / "cer.py"}
+#: Metric name -> module file; ``evaluate.load(str(path), config_name=name)`` loads it.
+METRICS: dict[str, Path] = {"wer": _HERE / "error_rate.py", "cer": _HERE / "error_rate.py"}
 
 
 def metric_path(name: str) -> Path:
@@ -27,7 +27,7 @@ def metric_path(name: str) -> Path:
 
 def load_metric(name: str, **kwargs: object) -> evaluate.EvaluationModule:
     """``evaluate.load`` of a bundled metric by local path (works with ``HF_EVALUATE_OFFLINE=1``)."""
-    return evaluate.load(str(metric_path(name)), **kwargs)  # type: ignore[arg-type]
+    return evaluate.load(str(metric_path(name)), config_name=name.lower(), **kwargs)  # type: ignore[arg-type]
 
 
 # Zero-argument loaders referenced by the plugin's Metric records.

@@ -27,9 +27,9 @@ def test_cer_hand_computed() -> None:
 
 def test_loadable_with_evaluate_load_by_path() -> None:
     for name, path in METRICS.items():
-        module = evaluate.load(str(path))
+        module = evaluate.load(str(path), config_name=name)
         assert isinstance(module, evaluate.Metric), name
-    wer = evaluate.load(str(metric_path("wer")))
+    wer = evaluate.load(str(metric_path("wer")), config_name="wer")
     wer.add_batch(predictions=["one two"], references=["one three"])
     wer.add_batch(predictions=["four"], references=["four"])
     assert wer.compute() == pytest.approx(1 / 3)
@@ -40,3 +40,5 @@ def test_errors() -> None:
         load_metric("bleu")
     with pytest.raises(ValueError):
         load_metric("wer").compute(predictions=[], references=[])
+    with pytest.raises(ValueError, match="config_name"):
+        evaluate.load(str(metric_path("wer")))

@@ -156,7 +156,7 @@ def test_the_labels_are_as_long_as_the_longest_transcript_the_collator_pads_to(n
     run = task_of(path, tmp_path, *overrides)
     bundle = run.build_data()
     longest = max(len(run.processor.tokenizer(row["text"]).input_ids) for row in bundle.train.rows)
-    plan = task_of(path, tmp_path, *overrides)._planner()
+    plan = task_of(path, tmp_path, *overrides).plan()
     plan.config  # noqa: B018 - a scratch plan builds its processor here, as plan_model does
     assert plan.label_length(448) == longest  # the local tokenizer counts exactly
     assert plan.label_length(3) == 3  # never beyond what the decoder takes
@@ -164,7 +164,7 @@ def test_the_labels_are_as_long_as_the_longest_transcript_the_collator_pads_to(n
 
 def test_without_the_data_the_labels_are_as_long_as_the_decoder_takes(tmp_path, whisper_dir):
     path = on_base(recipe(tmp_path, synthetic_data()), whisper_dir)
-    plan = task_of(path, tmp_path)._planner()
+    plan = task_of(path, tmp_path).plan()
     plan.task._plan_splits = None  # as when the data is not on this machine
     assert plan.label_length(448) == 448
 
