@@ -54,14 +54,20 @@ def test_every_method_of_the_task_contract_is_in_the_guide():
 
 
 def test_every_built_in_modality_can_be_planned():
-    """`ftrecipe plan` covers every modality that ships: each describes its model and forward pass."""
+    """`ftrecipe plan` covers every modality that ships: each describes its model and forward pass (its
+    planner class, the guide's pattern, or the two hooks written on the task)."""
     from ftrecipe.plugin import ModalityTask, resolve
     from ftrecipe.registry import get_registry
 
     tasks = {m.name: resolve(m.task) for m in get_registry().modalities.values()}
     assert {"causal-lm", "text-classification", "whisper", "stable-diffusion", "yolo"} <= set(tasks)
     for name, task in tasks.items():
-        assert task.plan_model is not ModalityTask.plan_model and task.plan_forward is not ModalityTask.plan_forward, name
+        if task.planner:
+            plan = resolve(task.planner)
+            assert callable(getattr(plan, "model", None)) and callable(getattr(plan, "forward", None)), name
+        else:
+            assert task.plan_model is not ModalityTask.plan_model and task.plan_forward is not ModalityTask.plan_forward, name
+    assert all(tasks[name].planner for name in ("causal-lm", "text-classification", "whisper", "stable-diffusion", "yolo"))
 
 
 def test_the_guide_imports_only_the_public_api():
