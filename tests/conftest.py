@@ -27,6 +27,8 @@ os.environ.update(OFFLINE_ENV)
 os.environ["HF_HOME"] = _HF_HOME
 os.environ["YOLO_CONFIG_DIR"] = _YOLO_CONFIG
 os.environ["YOLO_VERBOSE"] = "false"  # no settings banner in the test log
+if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers share the cores: one thread each (and each run it starts)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # instead of every torch oversubscribing them (a third faster here)
 
 import pytest  # noqa: E402
 
@@ -82,6 +84,7 @@ def install_fixture_plugin(name: str, target: Path) -> Path:
 
 _PLAN_CACHES = tempfile.mkdtemp(prefix="ftrecipe-tests-plan-cache-")
 atexit.register(shutil.rmtree, _PLAN_CACHES, True)
+os.environ["FTRECIPE_CACHE_DIR"] = os.path.join(_PLAN_CACHES, "session")  # environments copied at import: never ~/.cache
 
 
 @pytest.fixture(autouse=True)

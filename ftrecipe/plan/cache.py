@@ -131,9 +131,10 @@ def inputs_stamp(recipe_data: dict[str, Any], base_dir: Path) -> list[Any]:
         if not value or len(value) > 4096 or "\n" in value:
             continue
         path = Path(value).expanduser()
-        path = path if path.is_absolute() else base_dir / path
-        if path.exists():
-            stamps.append([value, path_stamp(path, budget)])
+        # a relative path may be the recipe's (data) or the working directory's (from_pretrained of a model)
+        found = [p for p in ([path] if path.is_absolute() else [base_dir / path, Path.cwd() / path]) if p.exists()]
+        if found:
+            stamps.append([value, [[str(p.resolve()), path_stamp(p, budget)] for p in found]])
         elif _HUB_ID.match(value):
             for kind in ("models", "datasets"):
                 refs = hub / f"{kind}--{value.replace('/', '--')}" / "refs"

@@ -195,6 +195,17 @@ def run_recipe(result: ValidationResult, options: RunOptions) -> int:
         return EXIT_FAILURE
 
 
+def leave_process_group(wait: bool = True) -> None:
+    """Close the process group once every process is done with it, rather than leaving it to
+    interpreter exit (where its threads may be torn down mid-flight and C++ prints ``terminate called``)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 class Run:
     """One `ftrecipe run`, as named steps (see the module docstring)."""
 
@@ -213,8 +224,10 @@ class Run:
             outcome = self.train()
         except Interrupted as stop:
             self.interrupted(stop)
+            leave_process_group(wait=False)  # every process has saved its part of the checkpoint
             return stop.exit_code
         self.finish(outcome)
+        leave_process_group()
         return EXIT_OK
 
     def prepare(self) -> None:

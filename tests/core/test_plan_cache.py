@@ -108,3 +108,20 @@ def test_disabled_or_too_large_to_stamp_means_no_cache(project, monkeypatch):
     big = _cache(project)
     assert not big.enabled and _answer(big)[1] == [1] and _answer(big)[1] == [1]
     assert not (project / "cache" / "plan").exists()
+
+
+def test_a_model_folder_relative_to_the_working_directory_is_stamped(project, monkeypatch):
+    """Transformers resolves a relative model.base against the working directory, not the recipe's folder."""
+    (project / "models" / "mine").mkdir(parents=True)
+    (project / "models" / "mine" / "config.json").write_text('{"model_type": "llama"}')
+    (project / "recipes").mkdir()
+    monkeypatch.chdir(project)
+    recipe = {"model": {"base": "models/mine"}, "data": {}}
+
+    def cache():
+        return PlanCache(recipe, project / "recipes", "ftrecipe_text", root=project / "cache")
+
+    assert _answer(cache())[1] == [1]
+    assert _answer(cache())[1] == []
+    (project / "models" / "mine" / "config.json").write_text('{"model_type": "evil-llama", "auto_map": {}}')
+    assert _answer(cache())[1] == [1]
