@@ -12,6 +12,8 @@ registration modules run on every ``ftrecipe validate``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ftrecipe.callbacks import RunCallback
 from ftrecipe.data import (
     ROW_FILE_SUFFIXES,
@@ -66,6 +68,9 @@ from ftrecipe.task import (
     TaskContext,
     TrainSession,
 )
+
+if TYPE_CHECKING:  # loaded on first use through __getattr__ below
+    from ftrecipe.images import IMAGE_SUFFIXES, ImageProblem, check_image, draw_shapes, image_files, load_rgb, upright_size
 
 __all__ = [
     "LOCAL_PATH",
@@ -132,7 +137,27 @@ __all__ = [
     "find_config",
     "looks_like_hub_id",
     "pretrained_check",
+    # pictures (loaded on first use: Pillow and NumPy, never torch)
+    "IMAGE_SUFFIXES",
+    "ImageProblem",
+    "check_image",
+    "load_rgb",
+    "image_files",
+    "upright_size",
+    "draw_shapes",
     # errors
     "RecipeRuntimeError",
     "RunFailure",
 ]
+
+_IMAGE_HELPERS = frozenset({"IMAGE_SUFFIXES", "ImageProblem", "check_image", "load_rgb", "image_files", "upright_size", "draw_shapes"})
+
+
+def __getattr__(name: str):
+    """The picture helpers of :mod:`ftrecipe.images`, imported when a task first asks (Pillow stays
+    out of every `ftrecipe validate`)."""
+    if name in _IMAGE_HELPERS:
+        from ftrecipe import images
+
+        return getattr(images, name)
+    raise AttributeError(f"module 'ftrecipe.plugin' has no attribute {name!r}")

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ftrecipe.plugin import example_rng
-from ftrecipe_diffusion.images import load_rgb, prepare
+from ftrecipe.plugin import example_rng, load_rgb
+from ftrecipe_diffusion.images import prepare
 
 
 class SubjectDataset(torch.utils.data.Dataset):

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftrecipe.plugin import SMOKE_TRAIN_EXAMPLES, DataReport, DatasetSplits, RecipeRuntimeError
-from ftrecipe_diffusion.images import ImageProblem, check_image, image_files
+from ftrecipe.plugin import SMOKE_TRAIN_EXAMPLES, DataReport, DatasetSplits, ImageProblem, RecipeRuntimeError, check_image, image_files
 
 #: The DreamBooth paper's guidance, quoted when a subject has fewer photos.
 ENOUGH_IMAGES = 10
@@ -42,7 +41,7 @@ def _usable(paths: list[Path], section, report: DataReport, key: tuple) -> list[
     kept = []
     for path in paths:
         try:
-            check_image(path, min_size_of(section))
+            check_image(path, min_size_of(section), colour_only=True)
         except ImageProblem as problem:
             if section.on_error == "fail":
                 raise RecipeRuntimeError(key, f"{problem} (data.on_error is 'fail'; 'skip' leaves such photos out)") from problem

@@ -10,7 +10,6 @@ rows (its label caches included) inside the run's folder.
 from __future__ import annotations
 
 import hashlib
-import io
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -19,7 +18,6 @@ from typing import Any
 
 from ftrecipe.plugin import DataReport, DatasetSplits, RecipeRuntimeError, make_splits, source_paths
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MIN_SIDE = 8
 """Images smaller than this (pixels, either side) hold nothing a detector can learn from."""
 TOLERANCE = 1e-3
@@ -41,21 +39,14 @@ class BadFile(ValueError):
 # -- the per-file check ---------------------------------------------------------------------------
 
 def image_size(path: Path, content: bytes) -> tuple[int, int]:
-    """(width, height) of a decodable image (``content``, the bytes of ``path``); :class:`BadFile` for a
-    corrupt, truncated or tiny one."""
-    from PIL import Image
+    """Upright (width, height) of a decodable image (``content``, the bytes of ``path``); :class:`BadFile`
+    for a corrupt, truncated or tiny one."""
+    from ftrecipe.plugin import ImageProblem, check_image
 
     try:
-        with Image.open(io.BytesIO(content)) as image:
-            image.verify()
-        with Image.open(io.BytesIO(content)) as image:  # verify() leaves the image unusable; decode fully once
-            image.load()
-            width, height = image.size
-    except Exception as error:  # noqa: BLE001 - anything a decoder raises (Ultralytics' HEIF fallback raises ImportError)
-        raise BadFile(str(path), f"corrupt image ({type(error).__name__}: {error})") from error
-    if min(width, height) < MIN_SIDE:
-        raise BadFile(str(path), f"image of {width}x{height} pixels is too small (under {MIN_SIDE})")
-    return width, height
+        return check_image(path, MIN_SIDE, content=content)
+    except ImageProblem as problem:
+        raise BadFile(str(path), problem.why) from problem
 
 
 def parse_label_file(path: Path, names: Sequence[str]) -> list[Box]:
@@ -130,7 +121,9 @@ class FileCheck:
 def images_in(source: Path) -> list[Path]:
     """The images a split names: a folder (searched recursively), a ``.txt`` list of paths, or one image."""
     if source.is_dir():
-        return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        from ftrecipe.plugin import image_files
+
+        return image_files(source, recursive=True)
     if source.suffix == ".txt":
         lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
         return [(source.parent / line).resolve() if not Path(line).is_absolute() else Path(line) for line in lines]

@@ -14,7 +14,7 @@ from ftrecipe.plugin import RecipeRuntimeError
 from ftrecipe_yolo.datasets import read_coco, read_synthetic, read_yolo
 from ftrecipe_yolo.sections import CocoData, SyntheticDetectionData, YoloData
 from ftrecipe_yolo.staging import stage
-from ftrecipe_yolo.synthetic import draw
+from ftrecipe.plugin import draw_shapes as draw
 
 GOOD = "0 0.5 0.5 0.25 0.25\n1 0.3 0.3 0.1 0.2\n"
 
@@ -64,7 +64,7 @@ def test_every_bad_file_is_reported_by_name_and_left_out(detection_folder, tmp_p
     assert "box outside the image" in why["outside.txt"]
     assert "zero area" in why["zero.txt"]
     assert "expected 'class cx cy w h'" in why["short.txt"]
-    assert "corrupt image" in why["corrupt.jpg"]
+    assert "not a readable image" in why["corrupt.jpg"]
     assert "too small" in why["tiny.png"]
     assert "duplicate of" in (why.get("copy.png") or why["good.png"])
     assert any(where.endswith("class.txt:1") for where in splits.report.skipped)  # file and line

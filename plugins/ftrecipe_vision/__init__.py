@@ -1,0 +1,1 @@
+"""ftrecipe-vision: torchvision image classification and object detection (ResNet, Faster R-CNN)."""
