@@ -283,7 +283,8 @@ class ModalityTask:
 
     def model_card_metadata(self) -> dict[str, Any]:
         """Hugging Face model-card metadata of the saved model: ``library_name``, ``pipeline_tag``,
-        extra ``tags``, ``datasets``; the runner adds ``base_model`` and ftrecipe's own tags."""
+        extra ``tags``, ``datasets``; the runner adds ``base_model`` (``model.base``, which the Hub reads
+        as a repository id: return ``"base_model": None`` where the base is no such id) and ftrecipe's tags."""
         return {}
 
     # -- planning (`ftrecipe plan`) -----------------------------------------------------------

@@ -367,7 +367,7 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, t
             data=counts_only(data_section(data), recipe.head.labels) if untrusted else data_section(data),
             compute=compute_section(recipe, footprint, data),
             speed=speed,
-            warnings=recipe_warnings(recipe, result.base_dir, code_refused=code_refused)
+            warnings=recipe_warnings(recipe, result.base_dir, code_refused=code_refused, unread=record.ignores.keys())
             + ([] if untrusted else data_warnings(data)),
         )
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from ftrecipe.data import resolve_sources
@@ -31,9 +32,11 @@ def _usual_range(optimizer: str, strategy: str) -> tuple[float, float]:
     return USUAL_LEARNING_RATES.get((family, strategy)) or USUAL_LEARNING_RATES[(family, "any")]
 
 
-def recipe_warnings(recipe: RecipeBase, base_dir: Path, *, code_refused: bool = False) -> list[str]:
+def recipe_warnings(recipe: RecipeBase, base_dir: Path, *, code_refused: bool = False,
+                    unread: Collection[str] = ()) -> list[str]:
     """What a reviewer should know about the recipe's settings. ``code_refused``: the recipe asks for the
-    checkpoint's own code, and the plan was made without it (no ``--trust-remote-code``)."""
+    checkpoint's own code, and the plan was made without it (no ``--trust-remote-code``). ``unread``: the
+    modality's ``ignores`` (a modality that has no ``model.revision`` names its base by other means)."""
     model, data, training = recipe.model, recipe.data, recipe.training
     warnings: list[str] = []
     if code_refused:
@@ -42,7 +45,8 @@ def recipe_warnings(recipe: RecipeBase, base_dir: Path, *, code_refused: bool = 
                         "with Transformers' own classes")
     elif model.trust_remote_code:
         warnings.append(f"model.trust_remote_code is true: {remote_code_summary(model.base, model.revision)}")
-    if model.init == "pretrained" and model.revision is None and looks_like_hub_id(model.base) \
+    if model.init == "pretrained" and model.revision is None and "model.revision" not in unread \
+            and looks_like_hub_id(model.base) \
             and Path(model.base).suffix not in WEIGHT_FILE_SUFFIXES and not (base_dir / model.base).exists():
         warnings.append(f"model.revision is not pinned: '{model.base}' may change under the recipe (pin a commit)")
     if data.eval is not None and data.train is not None and \
@@ -50,7 +54,7 @@ def recipe_warnings(recipe: RecipeBase, base_dir: Path, *, code_refused: bool = 
         warnings.append("data.eval names the same source as data.train: the evaluation measures memorisation")
     low, high = _usual_range(training.optimizer, recipe.freeze.strategy)
     rate = training.learning_rate
-    if rate > high * FAR or rate < low / FAR:
+    if model.init == "pretrained" and (rate > high * FAR or rate < low / FAR):  # from scratch: other rules
         warnings.append(f"training.learning_rate {rate:g} is far from the usual {low:g}-{high:g} for "
                         f"{recipe.freeze.strategy} with {training.optimizer}")
     return warnings

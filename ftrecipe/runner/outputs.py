@@ -193,6 +193,7 @@ def card_metadata(recipe: RecipeBase, task_metadata: Mapping[str, Any], *, smoke
     if recipe.model.init == "pretrained" and not smoke:
         metadata["base_model"] = recipe.model.base
     metadata.update({key: value for key, value in task_metadata.items() if key != "tags"})
+    metadata = {key: value for key, value in metadata.items() if value is not None}
     tags = ["ftrecipe", recipe.model.modality, recipe.freeze.strategy, *task_metadata.get("tags", [])]
     metadata["tags"] = list(dict.fromkeys(tags))
     return metadata

@@ -101,10 +101,11 @@ def test_precision_auto_is_planned_for_the_declared_gpu():
 
 
 def test_risks_a_reviewer_should_see():
-    warnings = "\n".join(plan_json(DEMO, "training.learning_rate=0.5", "model.trust_remote_code=true")["warnings"])
-    assert "learning_rate 0.5 is far from the usual" in warnings and "trust_remote_code" in warnings
-    assert not any("learning_rate" in w for w in plan_json(DEMO, "training.learning_rate=5e-5")["warnings"])
     tweets = ROOT / "recipes" / "bert-tweet-sentiment.yaml"
+    warnings = "\n".join(plan_json(tweets, "training.learning_rate=0.5", "model.trust_remote_code=true")["warnings"])
+    assert "learning_rate 0.5 is far from the usual" in warnings and "trust_remote_code" in warnings
+    assert not any("learning_rate" in w for w in plan_json(tweets, "training.learning_rate=1e-3")["warnings"])
+    assert not any("learning_rate" in w for w in plan_json(DEMO, "training.learning_rate=0.5")["warnings"])  # from scratch
     assert any("revision is not pinned" in w for w in plan_json(tweets)["warnings"])
     assert not any("revision" in w for w in plan_json(tweets, "model.revision=86b5e0934494bd15c9632b12f734a8a67f723594")["warnings"])
     same = "\n".join(plan_json(tweets, "data.eval=data/tweets-train.csv")["warnings"])
