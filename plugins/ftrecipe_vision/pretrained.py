@@ -80,8 +80,8 @@ def weights_problems(builder: str, spec: str | None, base_dir: Path, key: tuple[
         return
     if not (hub_checkpoints() / entry["files"][name]).is_file() and not download_reachable():
         yield Problem(key, f"the {builder} weights {name} are not in torch's cache ({hub_checkpoints()}) and "
-                           f"download.pytorch.org cannot be reached; on a connected machine run\n  {fetch_command(builder, name)}\n"
-                           f"and copy {entry['files'][name]} into that folder (or set model.weights to a local file)")
+                           f"download.pytorch.org cannot be reached; on a connected machine run\n    {fetch_command(builder, name)}\n"
+                           f"  and copy {entry['files'][name]} into that folder (or set model.weights to a local file)")
 
 
 def load_weights(spec: str, *, builder: str, base_dir: Path, key: tuple[str | int, ...] = KEY) -> tuple[dict[str, Any], dict[str, Any]]:

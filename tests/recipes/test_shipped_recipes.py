@@ -18,7 +18,9 @@ def test_there_are_recipes():
     assert {"recipes/llama2-7b-sql-qlora.yaml", "recipes/falcon-40b-qlora.yaml", "recipes/bert-tweet-sentiment.yaml",
             "recipes/demo/llama.yaml", "recipes/demo/falcon.yaml", "recipes/whisper-callcenter.yaml",
             "recipes/demo/whisper.yaml", "recipes/yolo-finetune.yaml", "recipes/demo/yolo.yaml",
-            "recipes/sd-dreambooth-dog.yaml", "recipes/demo/stable-diffusion.yaml"} <= names
+            "recipes/sd-dreambooth-dog.yaml", "recipes/demo/stable-diffusion.yaml", "recipes/resnet50-cats-vs-dogs.yaml",
+            "recipes/demo/image-classification.yaml", "recipes/fasterrcnn-resnet50-pets.yaml",
+            "recipes/demo/object-detection.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -58,7 +60,8 @@ def test_a_base_model_that_is_not_here_says_how_to_get_it(name: str, tmp_path: P
     assert "hf download" in message and "--smoke" in message and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("modality", ["causal-lm", "text-classification", "whisper", "yolo", "stable-diffusion"])
+@pytest.mark.parametrize("modality", ["causal-lm", "text-classification", "whisper", "yolo", "stable-diffusion",
+                                      "image-classification", "object-detection"])
 def test_every_built_in_starter_recipe_is_valid(tmp_path: Path, modality: str):
     """`ftrecipe init` writes what `ftrecipe validate` accepts, for every modality that ships."""
     target = tmp_path / f"{modality}.yaml"
