@@ -52,7 +52,9 @@ def test_out_of_tree_plugin_is_listed(example_site):
     example = listing["example"]
     assert example["distribution"] == "ftrecipe-example" and example["version"] == "0.3.0"
     assert example["builtin"] is False and example["modalities"] == ["toy-external", "toy-regression"]
-    assert all(p["builtin"] for name, p in listing.items() if name != "example")
+    third_party = {name for name, p in listing.items() if not p["builtin"]}
+    assert third_party == {"example", "image-classification", "object-detection"}  # ftrecipe-vision is its own distribution
+    assert {listing[name]["distribution"] for name in third_party - {"example"}} == {"ftrecipe-vision"}
     text = run_cli("plugins", site=example_site)
     assert "ftrecipe-example" in text.stdout and "third-party" in text.stdout
 
