@@ -165,3 +165,45 @@ def test_labels_the_data_does_not_have_stop_the_run_at_head_labels(tmp_path: Pat
     result = run_cli("run", str(path), "--smoke", "--output", str(tmp_path / "run"), "--quiet")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{path}:" in result.stderr and "head.labels: hexagon: not among the data's classes" in result.stderr
+
+
+# -- resume ------------------------------------------------------------------------------------------------
+
+RESUMABLE = """\
+model:
+  modality: object-detection
+  base: fasterrcnn_resnet50_fpn
+  init: scratch
+  config: {backbone: resnet10, fpn_channels: 16, representation_size: 32, min_size: 64, max_size: 64}
+data:
+  format: synthetic
+  train_size: 8
+  eval_size: 2
+  image_size: 64
+  augment: [{name: flip}, {name: scale}, {name: color}]
+training: {max_steps: 6, batch_size: 2, optimizer: sgd, learning_rate: 0.01, checkpoint_every: 2, log_every: 1, eval_every: 100}
+hardware: {accelerator: cpu, precision: fp32}
+evaluation: {samples: 0}
+callbacks: [fault]
+"""
+
+
+@pytest.mark.e2e
+def test_a_detector_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path: Path, example_site: Path):
+    """kill -9 after step 5: the step-4 checkpoint continues (its augmentations and shuffling included) to
+    the weights and losses of a run that was never stopped."""
+    from tests.conftest import metric_records, same_safetensors
+
+    recipe = tmp_path / "detector.yaml"
+    recipe.write_text(RESUMABLE)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli("run", str(recipe), "--output", str(whole), "--quiet", site=example_site).returncode == 0
+    killed = run_cli("run", str(recipe), "--output", str(cut), "--quiet", site=example_site,
+                     env={"FTRECIPE_EXAMPLE_FAULT": "kill:5"})
+    assert killed.returncode in (137, -9), killed.stderr
+    resumed = run_cli("run", str(recipe), "--output", str(cut), "--resume", site=example_site)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from step-0000004: step 4" in resumed.stdout
+    assert same_safetensors(whole / "model", cut / "model")
+    keys = ("step", "loss", "learning_rate")
+    assert metric_records(cut, keys) == metric_records(whole, keys)
