@@ -134,7 +134,8 @@ def read_state_dict(path: Path, key: tuple[str | int, ...] = KEY) -> dict[str, A
 
 def weights_run_check(recipe: Any, base_dir: Path) -> Iterator[Problem]:
     """A ``Modality.run_checks`` entry: with ``model.init: pretrained``, ``model.weights`` of ``model.base``
-    can be loaded here (torch-free: the cache, a local file, or a reachable download server)."""
+    can be loaded here (torch-free: the cache, a local file, or a reachable download server); no
+    ``model.weights`` means the builder's ``DEFAULT``, as torchvision's ``weights="DEFAULT"``."""
     model = recipe.model
-    if getattr(model, "init", "pretrained") == "pretrained":
-        yield from weights_problems(model.base, getattr(model, "weights", None), base_dir)
+    if model.init == "pretrained":
+        yield from weights_problems(model.base, model.weights or "DEFAULT", base_dir)

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from pathlib import Path
 
 from ftrecipe.plugin import Augmentation, DatasetFormat, Metric, Modality, Problem, hookimpl
 from ftrecipe_vision.classification import sections as s
-from ftrecipe_vision.pretrained import is_weight_file, weights_problems
+from ftrecipe_vision.pretrained import is_weight_file, weights_run_check
 from ftrecipe_vision.weights_table import builders, of_kind
 
 IMAGE_CLASSIFICATION = "image-classification"
@@ -74,13 +73,6 @@ def _check(recipe) -> Iterator[Problem]:
         yield Problem(("output", "save"), "a torchvision model is saved as one state dict (LoRA merged): use save: merged")
 
 
-def weights_here(recipe, base_dir: Path) -> Iterator[Problem]:
-    """Before torch is imported: the pre-trained weights are in torch's cache, a local file, or downloadable."""
-    spec = recipe.model.weights_spec()
-    if spec is not None and recipe.model.base in builders():
-        yield from weights_problems(recipe.model.base, spec, base_dir)
-
-
 @hookimpl
 def ftrecipe_modalities():
     return Modality(
@@ -91,7 +83,7 @@ def ftrecipe_modalities():
         default_metrics=("accuracy", "top5_accuracy", "f1"),
         starter_recipe=STARTER,
         checks=(_check,),
-        run_checks=(weights_here,),
+        run_checks=(weights_run_check,),
         sections={"head": s.ClassificationHead, "output": s.ClassificationOutput},
         ignores={
             "model.revision": "torchvision weights are named by model.weights",

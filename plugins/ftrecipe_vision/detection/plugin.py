@@ -7,11 +7,11 @@ torchvision and pycocotools when a run needs them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 from ftrecipe.plugin import Augmentation, DatasetFormat, Modality, Problem, hookimpl
 from ftrecipe_vision.detection import sections as s
 from ftrecipe_vision.detection.architecture import config_problems
+from ftrecipe_vision.pretrained import weights_run_check
 
 DETECTION = "object-detection"
 
@@ -52,15 +52,6 @@ def _check(recipe) -> Iterator[Problem]:
     yield from config_problems(model.base, model.init, model.config)
 
 
-def _weights_here(recipe, base_dir: Path) -> Iterator[Problem]:
-    """Before torch is imported: the pre-trained weights are in torch's cache, a local file, or downloadable now."""
-    from ftrecipe_vision.pretrained import weights_problems
-
-    model = recipe.model
-    if model.init == "pretrained":
-        yield from weights_problems(model.base, model.weights or "DEFAULT", base_dir)
-
-
 @hookimpl
 def ftrecipe_modalities():
     return Modality(
@@ -70,7 +61,7 @@ def ftrecipe_modalities():
         description="Object detection: torchvision's Faster R-CNN (ResNet-50 FPN) with a new box predictor for your classes.",
         starter_recipe=STARTER,
         checks=(_check,),
-        run_checks=(_weights_here,),
+        run_checks=(weights_run_check,),
         sections={"freeze": s.DetectionFreeze, "head": s.DetectionHead, "output": s.DetectionOutput},
         ignores={
             "model.revision": "torchvision weights are named by model.weights",

@@ -220,7 +220,7 @@ def test_pretrained_weights_from_a_local_file_get_a_new_head(tmp_path):
 
 
 def test_weights_missing_offline_are_a_located_error_before_torch(tmp_path, monkeypatch):
-    from ftrecipe_vision.classification.plugin import weights_here
+    from ftrecipe_vision.pretrained import weights_run_check as weights_here
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     recipe = recipe_of("model: {modality: image-classification, base: resnet50, weights: IMAGENET1K_V2}\n"
