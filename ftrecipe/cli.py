@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("modality")
     init.add_argument("--output", metavar="FILE", help="file to write (default: <modality>.yaml)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    imports = commands.add_parser("import", help="turn axolotl, torchtune, LLaMA-Factory or Ultralytics configs into commented recipes")
+    imports.add_argument("format", choices=("axolotl", "torchtune", "llamafactory", "ultralytics"), metavar="FORMAT",
+                         help="axolotl, torchtune, llamafactory or ultralytics (model.train(...) arguments / default.yaml keys)")
+    imports.add_argument("configs", nargs="*", metavar="CONFIG", help="config files, or folders of them")
+    imports.add_argument("-o", "--output", metavar="PATH",
+                         help="recipe file (one config) or folder (several); default: <config name>.yaml here")
+    imports.add_argument("--force", action="store_true", help="overwrite existing recipes (else they are refused)")
+    imports.add_argument("--strict", action="store_true", help="refuse a config with any key not carried over (exit 2, at its line)")
+    imports.add_argument("--keys", action="store_true", help="print the format's table of keys instead of importing")
+    imports.add_argument("--markdown", action="store_true", help="with --keys: as a markdown table")
     return parser
 
 
@@ -215,7 +226,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return run_diff(args)
 
 
-COMMANDS = {"validate": cmd_validate, "run": cmd_run, "plan": cmd_plan, "diff": cmd_diff, "schema": cmd_schema, "plugins": cmd_plugins, "init": cmd_init}
+def cmd_import(args: argparse.Namespace) -> int:
+    from ftrecipe.importing.command import run_import
+
+    return run_import(args)
+
+
+COMMANDS = {"import": cmd_import, "validate": cmd_validate, "run": cmd_run, "plan": cmd_plan, "diff": cmd_diff, "schema": cmd_schema, "plugins": cmd_plugins, "init": cmd_init}
 
 
 def main(argv: Sequence[str] | None = None, *, owns_process: bool = False) -> int:
