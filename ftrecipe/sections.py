@@ -16,7 +16,7 @@ import re
 import typing
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
 from ftrecipe.gpus import GPUS
 
@@ -365,6 +365,82 @@ class OutputSection(Section):
     ``adapter`` for LoRA strategies and ``full`` otherwise when omitted."""
 
 
+# --------------------------------------------------------------------------- tracking
+
+TRACKERS: dict[str, tuple[str, str]] = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "mlflow": ("mlflow", "mlflow-skinny"),
+    "wandb": ("wandb", "wandb"),
+}
+"""Experiment tracker -> (module it imports, the single distribution that provides it)."""
+
+TRACKING_EXTRA = "pip install 'ftrecipe[tracking]'"
+
+
+def library_installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (validate stays fast and torch-free)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _tracker_installed(name: str) -> str:
+    module, distribution = TRACKERS[name]
+    if not library_installed(module):
+        raise ValueError(f"{name} is not installed: {TRACKING_EXTRA} (or pip install {distribution})")
+    return name
+
+
+class MlflowSettings(Section):
+    """Where MLflow keeps the run."""
+
+    tracking_uri: str | None = None
+    """MLflow tracking URI (``http(s)://`` server, ``databricks``, ``sqlite:///...``); a local file store in
+    the run's folder (``mlruns/``) when omitted, so nothing leaves the machine unless written here."""
+
+
+class WandbSettings(Section):
+    """How Weights & Biases records the run."""
+
+    mode: Literal["offline", "online"] = "offline"
+    """``offline`` writes the run under the run's folder (``wandb/``; upload later with `wandb sync`);
+    ``online`` streams it to the W&B server, and only then is anything sent."""
+    entity: str | None = None
+    """W&B team or user the run belongs to (online); your default entity when omitted."""
+
+
+class TrackingSection(Section):
+    """Experiment trackers that receive the run: the resolved recipe as parameters, the data report, step
+    metrics, evaluations before, during and after training, the loss curve and sample images, and the
+    saved model as an artifact (MLflow, W&B). Only the main process logs; ``--resume`` continues the same
+    tracker runs."""
+
+    backends: list[Annotated[Literal["tensorboard", "mlflow", "wandb"], AfterValidator(_tracker_installed)]] = \
+        Field(default_factory=list)
+    """Trackers to log to (each an optional extra: pip install 'ftrecipe[tracking]')."""
+    project: str | None = None
+    """Project (W&B) or experiment (MLflow) the run is filed under; the recipe's name when omitted."""
+    run_name: str | None = None
+    """The run's display name; the output folder's name when omitted."""
+    tags: list[str] = Field(default_factory=list)
+    """Tags on the run (ftrecipe adds the modality and the freeze strategy)."""
+    artifacts: bool = True
+    """Log the saved model folder as an artifact (MLflow, W&B); a local store keeps a copy of it."""
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    wandb: WandbSettings = Field(default_factory=WandbSettings)
+
+    @field_validator("backends")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        repeated = sorted({name for i, name in enumerate(value) if name in value[:i]})
+        if repeated:
+            raise ValueError(f"backends repeat: {', '.join(repeated)}")
+        return value
+
+
 class RecipeBase(Section):
     """A complete recipe. :mod:`ftrecipe.schema` derives one subclass per modality."""
 
@@ -379,6 +455,7 @@ class RecipeBase(Section):
     hardware: HardwareSection = Field(default_factory=HardwareSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     output: OutputSection = Field(default_factory=OutputSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
 
     @property
     def quantised_base(self) -> bool:

@@ -37,6 +37,7 @@ RESUMABLE_CHANGES = {
     "evaluation",
     "output",
     "callbacks",
+    "tracking",  # trackers may be added or dropped on resume; the kept ones continue their runs
     "hardware.dataloader_workers",
     "hardware.memory",
 }

@@ -5,7 +5,7 @@ written, data is read before a large model is loaded, and every failure becomes 
 (exit 2 for a mistake in the recipe or its data, 1 for a runtime failure) instead of a traceback.
 The steps of :class:`Run`: prepare (output directory, accelerator, resolved recipe), data (the task
 and its data report), record (run.json), train (the common loop or the task's own), finish (model,
-summary, model card, loss curve).
+summary, model card, loss curve, the trackers' last words).
 """
 
 from __future__ import annotations
@@ -217,16 +217,24 @@ class Run:
     def execute(self) -> int:
         from ftrecipe.runner.stop import Interrupted
 
+        self.tracking = None
         self.prepare()
         self.build_data()
-        self.record()
         try:
-            outcome = self.train()
-        except Interrupted as stop:
-            self.interrupted(stop)
-            leave_process_group(wait=False)  # every process has saved its part of the checkpoint
-            return stop.exit_code
-        self.finish(outcome)
+            self.record()
+            try:
+                outcome = self.train()
+            except Interrupted as stop:
+                self.interrupted(stop)
+                if self.tracking is not None:
+                    self.tracking.close(stop.exit_code)
+                leave_process_group(wait=False)  # every process has saved its part of the checkpoint
+                return stop.exit_code
+            self.finish(outcome)
+        except BaseException:
+            if self.tracking is not None:  # the tracker runs are marked failed, not left running
+                self.tracking.close(EXIT_FAILURE)
+            raise
         leave_process_group()
         return EXIT_OK
 
@@ -281,11 +289,13 @@ class Run:
             reporter.warn(warning)
 
     def record(self) -> None:
-        """The resolved recipe and run.json (versions, hardware, seed, command, data file hashes); the callbacks."""
+        """The resolved recipe and run.json (versions, hardware, seed, command, data file hashes); the callbacks
+        and the experiment trackers (which get the resolved recipe and the data report now)."""
         registry, recipe = self.registry, self.recipe
         if self.main:  # nothing is written before the recipe's data and switches were accepted
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.output_dir / RESOLVED_FILE, resolved_yaml(resolved_data(recipe, self.registry)))
+            resolved = resolved_data(recipe, self.registry)
+            write_atomic(self.output_dir / RESOLVED_FILE, resolved_yaml(resolved))
             plugin_dists = sorted({p.distribution for p in registry.plugins if p.name == self.modality.plugin and not p.builtin})
             info = run_info(
                 recipe=recipe,
@@ -302,6 +312,12 @@ class Run:
         names = getattr(recipe, "callbacks", [])
         self.callbacks = [resolve(registry.callbacks[name].factory)(self.output_dir, recipe) for name in names] if self.main else []
         self.metrics_log = MetricsLog(self.output_dir / METRICS_FILE)
+        if self.main and recipe.tracking.backends:  # only the main process logs to the trackers
+            from ftrecipe.runner.tracking import Tracking
+
+            self.tracking = Tracking(recipe, self.output_dir, smoke=self.options.smoke, warn=self.reporter.warn)
+            self.tracking.start(resolved, self.data.report.as_dict())
+            self.metrics_log.observers.append(self.tracking)
         self.started = time.perf_counter()
 
     def train(self) -> FitResult:
@@ -364,7 +380,9 @@ class Run:
             model_card(recipe=recipe, summary=summary, freeze_report=summary["freeze"], data_report=summary["data"],
                        notes=list(self.task.model_card_notes()), metadata=metadata),
         )
-        plot_loss_curve(self.metrics_log.records(), output_dir / "loss_curve.png")
+        loss_curve = plot_loss_curve(self.metrics_log.records(), output_dir / "loss_curve.png")
+        if self.tracking is not None:
+            self.tracking.finish(summary, model_dir, loss_curve)
         for callback in self.callbacks:
             callback.on_end(summary)
         self.reporter.summary(summary)

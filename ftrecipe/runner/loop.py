@@ -24,7 +24,7 @@ from ftrecipe.errors import RunFailure
 from ftrecipe.freeze import apply_freeze_plan
 from ftrecipe.runner.checkpoint import LoopState, fingerprint, latest_checkpoint, load_compatible_state, save_checkpoint
 from ftrecipe.runner.optim import build_optimizer, build_scheduler, step_counts
-from ftrecipe.runner.outputs import MetricsLog, add_to_run_info, save_samples
+from ftrecipe.runner.outputs import MetricsLog, add_to_run_info
 from ftrecipe.runner.progress import Reporter
 from ftrecipe.runner.sharding import gather_full_state, load_shards, load_whole, save_shards, shard_model
 from ftrecipe.runner.speed import compile_blocks, describe, eager
@@ -201,7 +201,7 @@ class CommonLoop:
             self.reporter.evaluation("eval before training", before.metrics)
             if self.main:
                 self.metrics_log.append({"step": 0, "kind": "eval_before", **before.metrics})
-                save_samples(self.output_dir, "eval_before", 0, before)
+                self.metrics_log.samples("eval_before", 0, before)
 
     def evaluate_periodically(self) -> None:
         result = self.evaluate()
@@ -209,7 +209,7 @@ class CommonLoop:
             self.reporter.evaluation(f"eval at step {self.state.step}", result.metrics)
             if self.main:
                 self.metrics_log.append({"step": self.state.step, "kind": "eval", **result.metrics})
-                save_samples(self.output_dir, "eval", self.state.step, result)
+                self.metrics_log.samples("eval", self.state.step, result)
                 for callback in self.callbacks:
                     callback.on_evaluate(self.state.step, result.metrics)
 
@@ -342,7 +342,7 @@ class CommonLoop:
             self.reporter.evaluation("eval after training", after.metrics, state.eval_before)
             if self.main:
                 self.metrics_log.append({"step": state.step, "kind": "eval_after", **after.metrics})
-                save_samples(self.output_dir, "eval_after", state.step, after)
+                self.metrics_log.samples("eval_after", state.step, after)
         return FitResult(model=self.whole_model(), steps=state.step, epochs=state.epoch, samples=state.samples,
                          tokens=state.tokens, train_seconds=state.train_seconds, eval_before=state.eval_before,
                          eval_after=after, freeze_report=self.freeze_report)

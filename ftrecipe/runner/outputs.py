@@ -119,10 +119,13 @@ def run_info(
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one object per logged step or evaluation, flushed as it is written."""
+    """``metrics.jsonl``: one object per logged step or evaluation, flushed as it is written. Observers
+    (the experiment trackers) get each record as it is appended, and each evaluation's images."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.observers: list[Any] = []
+        """Objects with ``on_record(record)`` and ``on_images(kind, step, images)`` (main process only)."""
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop what was logged after the checkpoint so the log matches an uninterrupted run."""
@@ -139,6 +142,16 @@ class MetricsLog:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
             handle.flush()
+        for observer in self.observers:
+            observer.on_record(record)
+
+    def samples(self, kind: str, step: int, result: EvalResult) -> None:
+        """An evaluation's samples and images saved next to the log (:func:`save_samples`), the images
+        handed to the observers too."""
+        save_samples(self.path.parent, kind, step, result)
+        if result.images:
+            for observer in self.observers:
+                observer.on_images(kind, step, result.images)
 
     def records(self) -> list[dict[str, Any]]:
         if not self.path.exists():

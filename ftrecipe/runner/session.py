@@ -25,7 +25,7 @@ from ftrecipe.runner.checkpoint import (
     load_compatible_state,
 )
 from ftrecipe.runner.optim import step_counts
-from ftrecipe.runner.outputs import MetricsLog, save_samples
+from ftrecipe.runner.outputs import MetricsLog
 from ftrecipe.runner.progress import Reporter
 from ftrecipe.runner.stop import Interrupted, StopFlag, StopVote
 from ftrecipe.task import DataBundle, EvalResult, FitResult, ModalityTask, ResumePoint
@@ -101,7 +101,7 @@ class RunnerSession:
             self.eval_after = result
         if self.is_main_process:
             self.metrics_log.append({"step": step, "kind": kind, **result.metrics})
-            save_samples(self.output_dir, kind, step, result)
+            self.metrics_log.samples(kind, step, result)
             if when == "periodic":
                 for callback in self.callbacks:
                     callback.on_evaluate(step, result.metrics)

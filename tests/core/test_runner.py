@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import OFFLINE, TOY, run_cli
+from ftrecipe.testing import foreign_lines
+from tests.conftest import OFFLINE, TOY, run_cli, run_without_network
+from tests.core.trackers import TRACKING, check_resumed_toy_run
 
 pytestmark = pytest.mark.e2e  # training runs end to end: outside the fast tier (pytest -m 'not e2e')
 
@@ -100,20 +102,31 @@ def test_interrupted_and_resumed_run_is_exact(tmp_path, example_site, long_refer
     assert summary["steps"] == 40 and summary["epochs_completed"] == 2 and summary["samples"] == 40 * 8
 
 
-def test_resume_is_exact_across_a_change_of_loader_workers(tmp_path, example_site, reference_run):
-    """Augmentation is keyed by (seed, epoch, index), not by worker or call order."""
+def test_resume_is_exact_across_a_change_of_loader_workers_and_continues_the_tracker_runs(
+        tmp_path, monkeypatch, example_site, reference_run):
+    """Augmentation is keyed by (seed, epoch, index), not by worker or call order. The same two runs carry
+    all three experiment trackers: offline by default (every connect is refused and written down), the
+    resumed run reopens the killed run's tracker runs and logs no step twice (tests/core/trackers.py)."""
     recipe = tmp_path / "toy.yaml"
-    recipe.write_text(TOY.read_text() + "callbacks: [fault]\n")
+    recipe.write_text(TOY.read_text() + "callbacks: [fault]\n" + TRACKING)
     out = tmp_path / "run"
     workers = ("--set", "hardware.dataloader_workers=2")
-    first = run_cli("run", str(recipe), "--output", str(out), *workers, site=example_site, env={"FTRECIPE_EXAMPLE_FAULT": "kill:6"})
+    monkeypatch.setenv("PYTHONPATH", str(example_site))
+    monkeypatch.setenv("FTRECIPE_EXAMPLE_FAULT", "kill:6")  # killed after step 6 was logged; resumes from step 4
+    first, attempts = run_without_network(tmp_path, "run", str(recipe), "--output", str(out), "--quiet", *workers)
     assert first.returncode in (137, -9), first.stderr
-    resumed = run_cli("run", str(recipe), "--output", str(out), "--resume", site=example_site)
+    started = json.loads((out / "tracking.json").read_text())
+    assert started["logged"]["train"] == 6
+    monkeypatch.delenv("FTRECIPE_EXAMPLE_FAULT")
+    resumed, more = run_without_network(tmp_path, "run", str(recipe), "--output", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from step-0000004: step 4" in resumed.stdout
     expected, got = weights(reference_run), weights(out)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert train_records(out) == train_records(reference_run)
+    assert not attempts + more, "nothing may reach the network unless the recipe asks"
+    assert not foreign_lines(first.stderr + resumed.stderr), "a tracking library wrote to ftrecipe's console"
+    check_resumed_toy_run(out, started, tmp_path)
 
 
 def test_resume_with_more_epochs_continues_where_it_stopped(tmp_path, example_site):
