@@ -52,6 +52,12 @@ def _check(recipe) -> list[Problem]:
         problems.append(Problem(("freeze", "train"), "Diffusers' LoRA files hold adapters only; with lora, train globs have no place to be saved"))
     if recipe.output.save == "adapter" and freeze.strategy != "lora":
         problems.append(Problem(("output", "save"), "only a LoRA run has an adapter to save; use save: full"))
+    if "kohya" in recipe.output.export:
+        if freeze.strategy != "lora":
+            problems.append(Problem(("output", "export"), "a kohya file holds LoRA adapters: it needs freeze.strategy: lora"))
+        elif freeze.lora is not None and freeze.lora.bias != "none":
+            problems.append(Problem(("output", "export"), "a kohya file holds LoRA down/up weights and alphas only: "
+                                                          "set freeze.lora.bias: none"))
     if training.cache_latents and (not data.center_crop or data.flip):
         problems.append(Problem(("training", "cache_latents"), "cached latents are encoded once: set data.center_crop: true and data.flip: false"))
     if training.cache_text_embeddings and training.train_text_encoder:
@@ -69,7 +75,7 @@ def ftrecipe_modalities():
         starter_recipe=STARTER,
         checks=(_check,),
         run_checks=(pretrained_check("model_index.json", "pipeline"),),
-        sections={"training": s.DiffusionTraining, "evaluation": s.DiffusionEvaluation},
+        sections={"training": s.DiffusionTraining, "evaluation": s.DiffusionEvaluation, "output": s.DiffusionOutput},
         ignores={
             "head": "a diffusion model has no classification head",
             "model.quantization": "Stable Diffusion trains on full-precision weights",

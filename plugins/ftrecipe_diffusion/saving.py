@@ -3,7 +3,9 @@
 A LoRA run writes ``pytorch_lora_weights.safetensors`` with ``save_lora_weights`` and the adapters'
 configs as metadata (rank, alpha, targets), so a loader never has to assume alpha = rank. The run then
 loads the file into a fresh base pipeline with ``load_lora_weights`` and fails unless every saved
-tensor landed in the model with its value and the loaded UNet predicts what the trained one does.
+tensor landed in the model with its value, every adapted layer has the trained scale (alpha / rank) and
+the loaded UNet predicts what the trained one does. ``output.export: [kohya]`` also writes the
+single-file layout image tools load (:mod:`ftrecipe_diffusion.kohya`), checked the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.plugin import RunFailure
+from ftrecipe.plugin import RecipeRuntimeError, RunFailure
 
 
 def lora_layers(module: torch.nn.Module, adapter_name: str = "default") -> dict[str, torch.Tensor]:
@@ -57,6 +59,20 @@ def _compare(trained: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor], 
             raise RunFailure(f"the {part} LoRA weight {key} differs after load_lora_weights")
 
 
+def _compare_scales(trained: torch.nn.Module, loaded: torch.nn.Module, adapter: str, part: str) -> None:
+    """Each adapted layer's scale (alpha / rank) as trained: a file whose alphas were lost or taken for the
+    rank loads every weight right and still changes the model by the wrong amount."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = dict(loaded.named_modules())
+    for name, layer in trained.named_modules():
+        if isinstance(layer, LoraLayer) and "default" in layer.scaling:
+            got = getattr(layers.get(name), "scaling", {}).get(adapter)
+            if got is None or abs(got - layer.scaling["default"]) > 1e-6 * abs(layer.scaling["default"]):
+                raise RunFailure(f"the {part} LoRA layer {name} loads with scale {got} instead of the trained "
+                                 f"{layer.scaling['default']:g} (alpha / rank)")
+
+
 def _lora_effect(unet: Any, latents: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
     """What the adapters add to the UNet's prediction (with them minus without them)."""
     unet.enable_adapters()
@@ -68,15 +84,20 @@ def _lora_effect(unet: Any, latents: torch.Tensor, t: torch.Tensor, hidden: torc
 
 
 def check_lora_reload(directory: Path, load_base: Callable[[], Any], unet: torch.nn.Module,
-                      text_encoder: torch.nn.Module | None, weight_dtype: torch.dtype) -> None:
-    """Load the saved LoRA into a fresh base pipeline; every key must be used with its value, and the
+                      text_encoder: torch.nn.Module | None, weight_dtype: torch.dtype, weight_name: str | None = None,
+                      expected: torch.Tensor | None = None) -> torch.Tensor:
+    """Load the saved LoRA (``weight_name`` in ``directory``; Diffusers' own file by default) into a fresh
+    base pipeline; every key must be used with its value, every layer must keep its scale, and the
     adapters must change the loaded UNet's prediction exactly as they change the trained one's (which
-    fails if a loader took alpha for the rank)."""
+    fails if a loader took alpha for the rank). Returns the trained adapters' effect, which a second
+    check of the same adapters takes as ``expected`` instead of running the trained UNet again."""
     fresh = load_base()
-    fresh.load_lora_weights(directory)
-    _compare(lora_layers(unet), lora_layers(fresh.unet, _adapter_name(fresh.unet)), "UNet")
-    if text_encoder is not None:
-        _compare(lora_layers(text_encoder), lora_layers(fresh.text_encoder, _adapter_name(fresh.text_encoder)), "text encoder")
+    fresh.load_lora_weights(directory, **({"weight_name": weight_name} if weight_name else {}))
+    parts = [("UNet", unet, fresh.unet)] + ([("text encoder", text_encoder, fresh.text_encoder)] if text_encoder is not None else [])
+    for part, trained, loaded in parts:
+        adapter = _adapter_name(loaded)
+        _compare(lora_layers(trained), lora_layers(loaded, adapter), part)
+        _compare_scales(trained, loaded, adapter, part)
     device = next(unet.parameters()).device
     config = unet.config
     generator = torch.Generator().manual_seed(0)
@@ -88,7 +109,8 @@ def check_lora_reload(directory: Path, load_base: Callable[[], Any], unet: torch
     unet.eval()
     half = weight_dtype != torch.float32
     with torch.no_grad(), torch.autocast(device.type, dtype=weight_dtype, enabled=half):
-        expected = _lora_effect(unet, latents, t, hidden)
+        if expected is None:
+            expected = _lora_effect(unet, latents, t, hidden)
         got = _lora_effect(fresh.unet, latents, t, hidden)
     unet.train(was_training)
     scale = float(expected.abs().max())
@@ -96,6 +118,25 @@ def check_lora_reload(directory: Path, load_base: Callable[[], Any], unet: torch
         ratio = float((got * expected).sum() / (expected * expected).sum())
         raise RunFailure("the LoRA loaded with load_lora_weights changes the prediction differently from the trained "
                          f"adapters (by {ratio:.3g} times): its scale alpha / rank was not kept")
+    return expected
+
+
+def export_kohya(task: Any, unet: torch.nn.Module, text_encoder: torch.nn.Module | None, directory: Path,
+                 expected: torch.Tensor) -> None:
+    """``output.export: [kohya]``: the single-file layout, loaded back through ``load_lora_weights`` (which
+    reads kohya files) and checked like Diffusers' own file; a file that does not reload as trained is an
+    error at ``output.export``."""
+    from ftrecipe_diffusion.kohya import KOHYA_FILE, write_kohya
+
+    try:
+        path = write_kohya(task, unet, text_encoder, directory)
+        check_lora_reload(directory, task.load_base, unet, text_encoder, task.weight_dtype, weight_name=KOHYA_FILE,
+                          expected=expected)
+    except (RunFailure, ValueError, KeyError) as error:
+        (directory / KOHYA_FILE).unlink(missing_ok=True)
+        raise RecipeRuntimeError(("output", "export"), f"the kohya LoRA file does not carry this LoRA: {error}") from error
+    task.ctx.log(f"kohya export: {path.name} (lora_unet_/lora_te_ keys, alphas, ss_* metadata), "
+                 "reloaded with load_lora_weights: the same prediction as the trained adapters")
 
 
 def _assembled(task: Any, model: Any) -> Any:
@@ -124,18 +165,22 @@ def save(task: Any, model: Any, directory: Path) -> None:
         return
     if form == "adapter":
         save_lora(StableDiffusionPipeline, unet, text_encoder, directory)
-        check_lora_reload(directory, task.load_base, unet, text_encoder, task.weight_dtype)
+        effect = check_lora_reload(directory, task.load_base, unet, text_encoder, task.weight_dtype)
+        if "kohya" in task.recipe.output.export:
+            export_kohya(task, unet, text_encoder, directory, effect)
         if task._from_config():  # no hub holds this base: keep it next to the adapter
             task.load_base().save_pretrained(directory / "base")
         return
     with tempfile.TemporaryDirectory(prefix="ftrecipe-sd-lora-") as scratch:
         save_lora(StableDiffusionPipeline, unet, text_encoder, Path(scratch))
-        check_lora_reload(Path(scratch), task.load_base, unet, text_encoder, task.weight_dtype)
+        effect = check_lora_reload(Path(scratch), task.load_base, unet, text_encoder, task.weight_dtype)
         merged = task.load_base()
         merged.load_lora_weights(scratch)
         merged.fuse_lora()
         merged.unload_lora_weights()
     merged.save_pretrained(directory)
+    if "kohya" in task.recipe.output.export:
+        export_kohya(task, unet, text_encoder, directory, effect)
 
 
 def card_notes(task: Any) -> list[str]:
@@ -146,6 +191,18 @@ def card_notes(task: Any) -> list[str]:
         load = [f"pipe = StableDiffusionPipeline.from_pretrained({base!r})", "pipe.load_lora_weights('model')"]
     else:
         load = ["pipe = StableDiffusionPipeline.from_pretrained('model')"]
-    return ["## Use", "```python", "from diffusers import StableDiffusionPipeline", *load,
-            f"image = pipe({prompt!r}).images[0]", "```",
-            f"Instance prompt: `{recipe.data.instance_prompt}`. Sample grids of each evaluation are in `samples/`."]
+    lines = ["## Use", "```python", "from diffusers import StableDiffusionPipeline", *load,
+             f"image = pipe({prompt!r}).images[0]", "```",
+             f"Instance prompt: `{recipe.data.instance_prompt}`. Sample grids of each evaluation are in `samples/`."]
+    if "kohya" in recipe.output.export:
+        from ftrecipe_diffusion.kohya import KOHYA_FILE
+
+        where = (f"Diffusers reads it too: `pipe.load_lora_weights('model', weight_name={KOHYA_FILE!r})`"
+                 if task.save_form() == "adapter" else
+                 f"It applies to the base model ({'the tiny one this run built' if task._from_config() else f'`{base}`'}), "
+                 "not to this merged pipeline, which already holds it")
+        lines += ["", f"`{KOHYA_FILE}` is the same LoRA in kohya's single-file layout (`lora_unet_`/`lora_te_` keys, "
+                      "alphas, `ss_*` metadata): copy it into AUTOMATIC1111's `models/Lora` or ComfyUI's `models/loras`. "
+                      f"{where}. The run loaded it into a fresh base pipeline with Diffusers' `load_lora_weights` and "
+                      "checked that it changes the prediction as the trained adapters do."]
+    return lines

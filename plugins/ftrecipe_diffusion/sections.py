@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ftrecipe.plugin import LOCAL_PATH, DataSection, EvaluationSection, ModelSection, TrainingSection
+from ftrecipe.plugin import LOCAL_PATH, DataSection, EvaluationSection, ModelSection, OutputSection, TrainingSection
 
 #: The paper's live-subject prompts, with the subject written as ``{}`` (filled from the instance prompt).
 PAPER_PROMPTS = (
@@ -62,6 +62,15 @@ class DiffusionEvaluation(EvaluationSection):
     """Seed of the sample images: the same noise at every evaluation, so the grids compare."""
     timesteps: Annotated[int, Field(ge=1, le=50)] = 5
     """Fixed timesteps, spread over the schedule, at which ``eval_loss`` denoises each image."""
+
+
+class DiffusionOutput(OutputSection):
+    """Besides Diffusers' files: exports of the trained LoRA."""
+
+    export: list[Literal["kohya"]] = Field(default_factory=list)
+    """``kohya``: ``model/pytorch_lora_weights_kohya.safetensors``, the single-file layout AUTOMATIC1111, ComfyUI
+    and kohya's sd-scripts load (``lora_unet_``/``lora_te_`` keys, alphas, ``ss_*`` metadata); LoRA runs only,
+    checked by loading it back with Diffusers' ``load_lora_weights``."""
 
 
 class ImageData(DataSection):

@@ -53,3 +53,19 @@ def test_cached_latents_with_random_crops_are_refused_at_validation(tmp_path):
     result = run_cli("validate", str(recipe))
     assert result.returncode == 2
     assert "training.cache_latents: cached latents are encoded once" in result.stdout + result.stderr
+
+
+def test_a_kohya_export_without_lora_or_with_lora_biases_is_refused_at_validation(tmp_path):
+    recipe = tmp_path / "sd.yaml"
+    recipe.write_text(MODEL + "  init: scratch\nfreeze:\n  strategy: full\ndata:\n  format: synthetic-subject\n"
+                      "output:\n  export: [kohya]\n")
+    result = run_cli("validate", str(recipe))
+    assert result.returncode == 2
+    assert f"{located(recipe, 'export:', '[kohya]')}: output.export: a kohya file holds LoRA adapters: it needs freeze.strategy: lora" \
+        in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+    recipe.write_text(MODEL + "  init: scratch\nfreeze:\n  strategy: lora\n  lora: {bias: all}\n"
+                      "data:\n  format: synthetic-subject\noutput:\n  export: [kohya]\n")
+    result = run_cli("validate", str(recipe))
+    assert result.returncode == 2 and "output.export: a kohya file holds LoRA down/up weights and alphas only" in result.stdout

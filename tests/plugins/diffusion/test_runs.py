@@ -1,10 +1,9 @@
 """The Stable Diffusion plugin through `ftrecipe run`: the offline demo, real DreamBooth photos with prior
-preservation and LoRA files Diffusers loads, a full pipeline save, and exact resume."""
+preservation and LoRA files Diffusers loads (its own layout and kohya's), a full pipeline save, and exact resume."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -42,6 +41,7 @@ def test_dreambooth_dog_with_prior_preservation_saves_lora_that_diffusers_loads(
         "  noise_offset: 0.05\n  log_every: 1\n"
         "hardware:\n  accelerator: cpu\n"
         "evaluation:\n  prompts: [a sks dog in the snow]\n  images_per_prompt: 1\n  num_inference_steps: 2\n"
+        "output:\n  export: [kohya]\n"
     )
     out = tmp_path / "run"
     summary = run_ok(recipe, out)
@@ -69,10 +69,49 @@ def test_dreambooth_dog_with_prior_preservation_saves_lora_that_diffusers_loads(
     pipe = StableDiffusionPipeline.from_pretrained(out / "model" / "base")
     prompt, settings = "a sks dog in the snow", {"num_inference_steps": 2, "height": 64, "width": 64, "output_type": "np"}
     plain = pipe(prompt, generator=torch.Generator().manual_seed(0), **settings).images
-    pipe.load_lora_weights(out / "model")
+    plain_prediction = prediction(pipe, prompt)
+    pipe.load_lora_weights(out / "model")  # the folder holds both files: Diffusers picks its own
     adapted = pipe(prompt, generator=torch.Generator().manual_seed(0), **settings).images
     assert adapted.shape == (1, 64, 64, 3) and not (adapted == plain).all()
-    assert "load_lora_weights('model')" in (out / "model" / "README.md").read_text()
+    card = (out / "model" / "README.md").read_text()
+    assert "load_lora_weights('model')" in card
+
+    # output.export: [kohya] wrote the same LoRA in the layout AUTOMATIC1111 and ComfyUI load: kohya's key
+    # names, alpha 12 per layer (not the rank), sd-scripts' ss_* metadata.
+    from safetensors.torch import load_file
+
+    kohya = out / "model" / "pytorch_lora_weights_kohya.safetensors"
+    tensors = load_file(kohya)
+    with safe_open(str(kohya), "pt") as handle:
+        ss = handle.metadata()
+    downs = [k.removesuffix(".lora_down.weight") for k in tensors if k.endswith(".lora_down.weight")]
+    assert len(downs) == len(keys) // 2 and len(tensors) == 3 * len(downs)  # down, up and alpha per adapted layer
+    assert any(k.startswith("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q") for k in downs)
+    assert any(k.startswith("lora_te_text_model_encoder_layers_0_self_attn_q_proj") for k in downs)
+    assert {float(tensors[f"{k}.alpha"]) for k in downs} == {12.0}
+    assert ss["ss_network_module"] == "networks.lora" and ss["ss_network_dim"] == "4" and ss["ss_network_alpha"] == "12.0"
+    assert ss["ss_base_model_version"] == "sd_v1" and ss["ss_training_comment"] == "ftrecipe recipe dog"
+    assert "ss_sd_model_name" not in ss  # a tiny pipeline built from configs is no model a tool holds
+    assert "pytorch_lora_weights_kohya.safetensors" in card
+
+    # Diffusers reads kohya files: loaded from it, the text encoder and UNet predict what they do with
+    # Diffusers' own file (fp32 on the CPU: equal within 1e-5 of the LoRA's effect), not what the base does.
+    lora_prediction = prediction(pipe, prompt)
+    kohya_pipe = StableDiffusionPipeline.from_pretrained(out / "model" / "base")
+    kohya_pipe.load_lora_weights(out / "model", weight_name=kohya.name)
+    kohya_prediction = prediction(kohya_pipe, prompt)
+    effect = float((lora_prediction - plain_prediction).abs().max())
+    assert effect > 0
+    assert float((kohya_prediction - lora_prediction).abs().max()) <= 1e-5 * effect
+
+
+def prediction(pipe, prompt: str) -> torch.Tensor:
+    """The UNet's noise prediction for ``prompt`` (through the pipeline's text encoder) at a fixed latent and timestep."""
+    ids = pipe.tokenizer([prompt], padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt").input_ids
+    size = pipe.unet.config.sample_size
+    latents = torch.randn((1, pipe.unet.config.in_channels, size, size), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return pipe.unet(latents, torch.tensor([500]), pipe.text_encoder(ids)[0]).sample
 
 
 def test_an_interrupted_run_resumes_exactly_and_the_full_pipeline_loads(tmp_path, example_site):
