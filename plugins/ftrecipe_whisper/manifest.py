@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_COLUMNS",
     "MIN_HOURS_GUIDANCE",
     "Clip",
+    "GroupColumnError",
     "ManifestReport",
     "ManifestError",
     "load_clips",
@@ -49,6 +50,10 @@ class ManifestError(ValueError):
     """The manifest itself is unusable, or a clip failed while ``on_error="fail"``."""
 
 
+class GroupColumnError(ManifestError):
+    """A ``group_by`` column the manifest does not have (the recipe's ``data.group_by`` is at fault)."""
+
+
 @dataclass(frozen=True)
 class Clip:
     """One validated training example."""
@@ -58,6 +63,8 @@ class Clip:
     speaker: str | None
     duration: float
     sample_rate: int
+    groups: Mapping[str, str] = field(default_factory=dict)
+    """``group_by`` column -> this clip's value ("" where the row leaves it empty)."""
 
 
 @dataclass
@@ -143,6 +150,18 @@ def _resolve_columns(available: set[str], columns: Mapping[str, str] | None, whe
     return out
 
 
+def _group_columns(available: set[str], mapping: Mapping[str, str | None], group_by: Sequence[str], where: str) -> dict[str, str]:
+    """``group_by`` name -> the file's column: the column of that name, else the canonical column it maps
+    to (``speaker`` found as ``client_id``)."""
+    out = {}
+    for name in group_by:
+        column = name if name in available else mapping.get(name)
+        if column is None:
+            raise GroupColumnError(f"{where}: no column {name!r} to group by; has {sorted(available)}")
+        out[name] = column
+    return out
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -162,7 +181,8 @@ class _Collector:
             raise ManifestError(f"{key}: {reason}")
         self.skipped[key] = reason
 
-    def add(self, audio: Path, text: Any, speaker: Any, duration: Any, key: str) -> None:
+    def add(self, audio: Path, text: Any, speaker: Any, duration: Any, key: str,
+            groups: Mapping[str, str] | None = None) -> None:
         if text is None or (isinstance(text, str) and not text.strip() and not self.allow_empty_text):
             self.reject(key, "empty transcript")
             return
@@ -187,7 +207,7 @@ class _Collector:
                 self.reject(key, f"manifest says {stated:.2f} s but the file lasts {info.duration:.2f} s")
                 return
         spk = None if speaker in (None, "") else str(speaker)
-        self.clips.append(Clip(audio, str(text).strip(), spk, info.duration, info.sample_rate))
+        self.clips.append(Clip(audio, str(text).strip(), spk, info.duration, info.sample_rate, dict(groups or {})))
 
     def finish(self) -> tuple[list[Clip], ManifestReport]:
         if self.cache is not None:
@@ -239,6 +259,7 @@ def read_manifest(
     duration_tolerance: float = 0.5,
     allow_empty_text: bool = False,
     base_dir: str | os.PathLike[str] | None = None,
+    group_by: Sequence[str] = (),
 ) -> tuple[list[Clip], ManifestReport]:
     """Read a CSV/TSV/JSONL manifest and validate every clip.
 
@@ -247,7 +268,8 @@ def read_manifest(
     Relative audio paths are resolved against ``base_dir`` (default: the manifest's folder).
     A stated duration that differs from the file's by more than ``duration_tolerance`` seconds
     marks a mismatched row. ``on_error="skip"`` records per-file reasons in the report;
-    ``"fail"`` raises :class:`ManifestError` at the first bad clip.
+    ``"fail"`` raises :class:`ManifestError` at the first bad clip. Each clip carries its values of the
+    ``group_by`` columns (:class:`GroupColumnError` where the file lacks one).
     """
     mpath = Path(path)
     if not mpath.is_file():
@@ -258,7 +280,9 @@ def read_manifest(
     if not rows:
         raise ManifestError(f"{mpath}: manifest has no rows")
     # JSONL rows may differ in keys: a column exists if any row has it.
-    mapping = _resolve_columns(set().union(*(row.keys() for _, row in rows)), columns, str(mpath))
+    available = set().union(*(row.keys() for _, row in rows))
+    mapping = _resolve_columns(available, columns, str(mpath))
+    grouping = _group_columns(available, mapping, group_by, str(mpath))
     for line, row in rows:
         raw_audio = row.get(mapping["audio"])  # type: ignore[arg-type]
         if raw_audio in (None, ""):
@@ -273,6 +297,7 @@ def read_manifest(
             row.get(mapping["speaker"]) if mapping["speaker"] else None,
             row.get(mapping["duration"]) if mapping["duration"] else None,
             key=str(audio),
+            groups={name: "" if row.get(column) is None else str(row.get(column)).strip() for name, column in grouping.items()},
         )
     return col.finish()
 
@@ -287,6 +312,7 @@ def read_audiofolder(
     min_hours: float = MIN_HOURS_GUIDANCE,
     duration_tolerance: float = 0.5,
     allow_empty_text: bool = False,
+    group_by: Sequence[str] = (),
 ) -> tuple[list[Clip], ManifestReport]:
     """Read an HF-audiofolder-style directory: audio files plus ``metadata.csv`` or ``metadata.jsonl``.
 
@@ -313,6 +339,7 @@ def read_audiofolder(
         duration_tolerance=duration_tolerance,
         allow_empty_text=allow_empty_text,
         base_dir=root,
+        group_by=group_by,
     )
 
 

@@ -5,7 +5,8 @@ this plugin carries for the openai/whisper-* checkpoints (``configs/<org>--<name
 architecture fields of the hub's config.json), or the Hugging Face cache; a scratch model's config is
 the one ``build_model`` would load (its vocabulary depends on the transcripts). The forward pass is a
 full window of audio with the longest labels the decoder takes. The data is the reader's clips, less
-those longer than the model's window (``build_data`` skips them), in hours of audio.
+those longer than the model's window and those whose transcripts the decoder cannot take (``build_data``
+skips both), in hours of audio.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from ftrecipe.plugin import DataGuidance, DatasetSplits, PlanData, RecipeRuntimeError, find_config
 from ftrecipe_whisper.manifest import MIN_HOURS_GUIDANCE
+from ftrecipe_whisper.precision import stored_dtype, weight_dtype
 
 if TYPE_CHECKING:
     from transformers import WhisperConfig
@@ -90,12 +92,11 @@ class WhisperPlan:
         return WhisperConfig.from_pretrained(self.task.source)
 
     def dtype(self) -> torch.dtype:
-        """``model.dtype``, else what ``from_pretrained`` picks: the config's dtype (float16 for
-        whisper-large-v3), else float32."""
-        if not self.scratch and self.recipe.model.dtype != "auto":
-            return getattr(torch, self.recipe.model.dtype)
-        dtype = self.config.dtype
-        return (getattr(torch, dtype) if isinstance(dtype, str) else dtype) or torch.float32
+        """What ``build_model`` loads in: ``model.dtype``, float32 for ``auto`` (also on a checkpoint stored
+        in float16, such as whisper-large-v3: training keeps float32 master weights); a scratch model's own."""
+        if not self.scratch:
+            return weight_dtype(self.recipe)
+        return stored_dtype(self.config) or torch.float32
 
     def model(self) -> torch.nn.Module:
         from transformers import AutoModelForSpeechSeq2Seq
@@ -142,6 +143,21 @@ class WhisperPlan:
         labels = torch.zeros((batch_size, self.label_length(config.max_target_positions)), dtype=torch.long, device="meta")
         return model(input_features=features, labels=labels, use_cache=False).loss
 
+    def labels_fit(self, rows: list[dict[str, Any]]) -> list[bool]:
+        """Per row, whether its labels fit the decoder (``build_data`` skips the others): counted with the
+        tokenizer where it is here (as :meth:`label_length` counts: a base's tokenizer with its own prefix,
+        which may lack the language token the run adds); all True where the tokenizer or the config is not."""
+        tokenizer = self.tokenizer() if rows else None
+        try:
+            limit = self.config.max_target_positions
+        except RecipeRuntimeError:
+            tokenizer = None
+        if tokenizer is None:
+            return [True] * len(rows)
+        start = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+        ids = tokenizer([row["text"] for row in rows]).input_ids
+        return [len(one) - (bool(one) and one[0] == start) <= limit for one in ids]
+
     def window(self) -> float:
         """Seconds of audio the model hears at once; ``build_data`` skips longer clips."""
         if self.scratch:
@@ -163,9 +179,16 @@ class WhisperPlan:
         evaluation = [row for row in splits.eval or [] if row["duration"] <= window]
         warnings = [w for w in report.warnings if not is_hours_warning(w)]
         too_long = len(splits.train) + len(splits.eval or []) - len(train) - len(evaluation)
+        stop = " (data.on_error is fail: the run stops at the first)" if self.recipe.data.on_error == "fail" else ""
         if too_long:
-            stop = " (data.on_error is fail: the run stops at the first)" if self.recipe.data.on_error == "fail" else ""
             warnings.append(f"{too_long} clip(s) are longer than the model's {window:g} s window and are skipped{stop}")
+        fits = self.labels_fit(train + evaluation)
+        if not all(fits):
+            split = len(train)
+            train = [row for row, ok in zip(train, fits[:split]) if ok]
+            evaluation = [row for row, ok in zip(evaluation, fits[split:]) if ok]
+            warnings.append(f"{fits.count(False)} transcript(s) are longer than the decoder takes "
+                            f"({self.config.max_target_positions} tokens) and are skipped{stop}")
         if report.skipped:
             where, why = next(iter(report.skipped.items()))
             warnings.append(f"{len(report.skipped)} clip(s) are skipped when read, e.g. {where}: {why}")

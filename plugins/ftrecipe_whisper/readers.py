@@ -1,7 +1,8 @@
 """Dataset-format readers of the Whisper plugin: manifests, audio folders and synthetic speech.
 
 Rows carry ``audio`` (a file path, or a float32 wave for synthetic data), ``sample_rate``,
-``text`` (normalised per ``data.normalize``) and ``speaker``. The data report (clips, hours,
+``text`` (normalised per ``data.normalize``), ``speaker``, ``duration`` and ``groups`` (the values of
+the ``data.group_by`` columns). The data report (clips, hours,
 per-speaker hours, sample rates, skipped clips and why) comes from the manifest reader.
 """
 
@@ -22,7 +23,7 @@ from ftrecipe.plugin import (
     select_examples,
     source_paths,
 )
-from ftrecipe_whisper.manifest import MIN_HOURS_GUIDANCE, ManifestError, audio_totals, read_audiofolder, read_manifest
+from ftrecipe_whisper.manifest import MIN_HOURS_GUIDANCE, GroupColumnError, ManifestError, audio_totals, read_audiofolder, read_manifest
 from ftrecipe_whisper.normalize import normalize_text
 
 
@@ -40,7 +41,7 @@ def _normalize(section: Any, text: str) -> str:
 def _rows(section: Any, clips: list) -> list[dict[str, Any]]:
     return [
         {"audio": str(c.audio_path), "sample_rate": c.sample_rate, "text": _normalize(section, c.transcript),
-         "speaker": c.speaker, "duration": c.duration}
+         "speaker": c.speaker, "duration": c.duration, "groups": dict(c.groups)}
         for c in clips
     ]
 
@@ -61,7 +62,7 @@ def _audio_details(report: DataReport, clips: list[Any], *, note: str = "") -> N
 def _read(section: Any, base_dir: Path, *, smoke: bool, seed: int, folder: bool) -> DatasetSplits:
     read = read_audiofolder if folder else read_manifest
     options = {"columns": section.columns or None, "max_seconds": section.max_seconds, "on_error": section.on_error,
-               "cache": duration_cache_path()}
+               "cache": duration_cache_path(), "group_by": section.group_columns}
     duration_cache_path().parent.mkdir(parents=True, exist_ok=True)
     require_source(section, "train")
     report = DataReport()
@@ -71,6 +72,8 @@ def _read(section: Any, base_dir: Path, *, smoke: bool, seed: int, folder: bool)
         for path, where in source_paths(section, key, base_dir):
             try:
                 found, manifest = read(path, **options)
+            except GroupColumnError as error:  # the recipe's group_by is what to fix, not the file
+                raise RecipeRuntimeError(("data", "group_by"), str(error)) from error
             except ManifestError as error:
                 raise RecipeRuntimeError(where, str(error)) from error
             clips += found
@@ -109,7 +112,7 @@ def read_synthetic(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> D
 
     def rows(n: int, offset: int) -> list[dict[str, Any]]:
         return [
-            {"audio": wave, "sample_rate": 16_000, "text": text, "speaker": None, "duration": len(wave) / 16_000}
+            {"audio": wave, "sample_rate": 16_000, "text": text, "speaker": None, "duration": len(wave) / 16_000, "groups": {}}
             for wave, text in synthetic_clips(n, seed=seed + offset, max_words=section.max_words)
         ]
 

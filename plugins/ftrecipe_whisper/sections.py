@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from ftrecipe.plugin import LOCAL_PATH, AugmentationSection, DataSection, EvaluationSection, GenerationSettings, ModelSection, Section
 
@@ -46,7 +46,33 @@ class AudioData(DataSection):
     normalize: TranscriptNormalization = Field(default_factory=TranscriptNormalization)
 
 
-class ManifestData(AudioData):
+class GroupedAudioData(AudioData):
+    """Audio read from a manifest, whose other columns can split the evaluation into groups."""
+
+    group_by: str | list[str] | None = None
+    """Manifest column(s) to report WER and CER per group before and after training: ``speaker``, or a
+    list such as ``[speaker, accent]`` (one table per column). A canonical name (``speaker``) follows
+    ``columns``. Groups whose WER rose are flagged; every table lands in ``eval_groups.json`` and
+    ``summary.json`` (``data.eval_groups``)."""
+
+    @field_validator("group_by")
+    @classmethod
+    def _distinct(cls, value: str | list[str] | None) -> str | list[str] | None:
+        names = [value] if isinstance(value, str) else value
+        if names is not None:
+            if not names or any(not name.strip() for name in names):
+                raise ValueError("name one or more manifest columns, e.g. speaker or [speaker, accent]")
+            if len(set(names)) != len(names):
+                raise ValueError(f"a column is named twice in {names}")
+        return value
+
+    @property
+    def group_columns(self) -> list[str]:
+        """``group_by`` as a list (empty when unset)."""
+        return [self.group_by] if isinstance(self.group_by, str) else list(self.group_by or [])
+
+
+class ManifestData(GroupedAudioData):
     """A CSV / TSV / JSONL manifest: audio path, transcript, optional speaker and duration.
 
     Canonical ``columns``: ``audio``, ``text``, ``speaker``, ``duration`` (common names are
@@ -56,7 +82,7 @@ class ManifestData(AudioData):
     format: Literal["manifest"]
 
 
-class AudioFolderData(AudioData):
+class AudioFolderData(GroupedAudioData):
     """A folder of audio files with ``metadata.csv`` / ``metadata.jsonl`` (``file_name`` + transcript)."""
 
     format: Literal["audiofolder"]

@@ -16,6 +16,8 @@ from ftrecipe.plugin import DataBundle, EvalResult, EpochIndex, ModalityTask, Re
 from ftrecipe_whisper.audio import AudioError, load_audio
 from ftrecipe_whisper.augment import sample_seed
 from ftrecipe_whisper.chain import AugmentedChain
+from ftrecipe_whisper.groups import GroupTracker, card_lines, group_table
+from ftrecipe_whisper.precision import HALF, stored_dtype, weight_dtype
 
 TINY_KEYS = ("d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim", "chunk_length", "bpe_vocab_size")
 
@@ -91,6 +93,8 @@ class SpeechCollator:
 
 class WhisperTask(ModalityTask):
     processor: Any = None
+    _groups: GroupTracker | None = None
+    """Per-group WER before and after (``data.group_by``), made at the first evaluation."""
 
     # -- model and processor -------------------------------------------------------------------
     def _from_config(self) -> bool:
@@ -118,6 +122,10 @@ class WhisperTask(ModalityTask):
                                          revision=None if self._from_config() else model.revision)
         self.processor.tokenizer.set_prefix_tokens(language=model.language, task=model.task, predict_timestamps=model.timestamps)
         self.source = source
+        from transformers import WhisperConfig
+
+        self.config = load_pretrained(WhisperConfig.from_pretrained, source, what="Whisper config",
+                                      revision=None if self._from_config() else model.revision)
 
     def build_model(self) -> torch.nn.Module:
         from transformers import WhisperForConditionalGeneration
@@ -125,13 +133,23 @@ class WhisperTask(ModalityTask):
         kwargs: dict[str, Any] = {"trust_remote_code": self.recipe.model.trust_remote_code}
         if not self._from_config():
             kwargs["revision"] = self.recipe.model.revision
-            if self.recipe.model.dtype != "auto":
-                kwargs["dtype"] = getattr(torch, self.recipe.model.dtype)
+            kwargs["dtype"] = weight_dtype(self.recipe)
+            if self.saved_dtype() is not None:
+                self.ctx.log(f"model.dtype auto: {self.recipe.model.base} is stored in {str(stored_dtype(self.config)).removeprefix('torch.')}; "
+                             "training keeps float32 weights (mixed precision computes in half) and the saved model "
+                             "is written in the checkpoint's dtype")
         model = load_pretrained(WhisperForConditionalGeneration.from_pretrained, self.source, **kwargs)
         model.generation_config.language = self.recipe.model.language
         model.generation_config.task = self.recipe.model.task
         model.generation_config.forced_decoder_ids = None
         return model
+
+    def saved_dtype(self) -> torch.dtype | None:
+        """The half dtype the saved model is cast back to: the checkpoint's own (float16 for whisper-large-v3)
+        where ``model.dtype: auto`` trained it in float32; None where the weights stay as trained."""
+        stored = stored_dtype(self.config)
+        pretrained = not self._from_config() and self.recipe.model.dtype == "auto"
+        return stored if pretrained and stored in HALF else None
 
     # -- planning (`ftrecipe plan`): the hooks live in ftrecipe_whisper.planning
     planner = "ftrecipe_whisper.planning:WhisperPlan"
@@ -153,6 +171,7 @@ class WhisperTask(ModalityTask):
                         raise RecipeRuntimeError(("data", "max_seconds"), f"{name}: {row['duration']:.2f} s is longer than the model's {window:g} s window")
                     report.skip(name, f"too long: {row['duration']:.2f} s > {window:g} s model window")
             rows[split] = [row for row in items if row["duration"] <= window]
+        report.details["transcripts_too_long"] = self._drop_long_transcripts(rows, report)
         report.train_examples, report.eval_examples = len(rows["train"]), len(rows["eval"])
         splits.train, splits.eval = rows["train"], rows["eval"] or None
         self.chain = AugmentedChain.from_recipe(self.recipe, ctx.registry, ctx.base_dir)
@@ -165,6 +184,29 @@ class WhisperTask(ModalityTask):
         report.details["augmentation"] = self.chain.describe()
         return DataBundle(train=train, eval=evaluation if len(evaluation) else None, collate=SpeechCollator(start),
                           report=report, files=splits.files)
+
+    def _drop_long_transcripts(self, rows: dict[str, list[dict]], report: Any) -> int:
+        """Leave out (or, with ``on_error: fail``, stop at) clips whose labels the decoder cannot take: more
+        tokens than its ``max_target_positions`` (448 for Whisper) would fail the forward pass mid-run.
+        Counted as the collator builds the labels: prefix, transcript and end token, less the start token."""
+        data, limit, count = self.recipe.data, self.config.max_target_positions, 0
+        start = self.processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+        for split, items in rows.items():
+            if not items:
+                continue
+            lengths = [len(ids) - (bool(ids) and ids[0] == start) for ids in self.processor.tokenizer([row["text"] for row in items]).input_ids]
+            for index, (row, tokens) in enumerate(zip(items, lengths)):
+                if tokens <= limit:
+                    continue
+                name = row["audio"] if isinstance(row["audio"], str) else f"{split}:{index}"
+                why = f"transcript too long: {tokens} tokens > {limit} the decoder takes"
+                if data.on_error == "fail":
+                    key = "eval" if split == "eval" and data.eval is not None else "train"
+                    raise RecipeRuntimeError(("data", key), f"{name}: {why} (data.on_error is 'fail'; 'skip' leaves such clips out)")
+                report.skip(name, why)
+                count += 1
+            rows[split] = [row for row, tokens in zip(items, lengths) if tokens <= limit]
+        return count
 
     def _save_augmented(self, dataset: SpeechDataset, n: int) -> None:
         """Write N augmented training clips, exactly as epoch 1 hears them, for people to listen to.
@@ -231,22 +273,51 @@ class WhisperTask(ModalityTask):
         metrics = {"eval_loss": total_loss / max(1, len(kept))}
         for name in self.recipe.evaluation.metrics or []:
             metrics.update(self.metric(name, predictions, references))
+        columns = getattr(self.recipe.data, "group_columns", [])
+        if columns and self.ctx.is_main_process:
+            self._report_groups([dataset.rows[i] for i in kept], references, predictions, columns, data)
         samples = [
             {"audio": dataset.rows[i]["audio"] if isinstance(dataset.rows[i]["audio"], str) else f"synthetic:{i}",
-             "reference": ref, "prediction": pred, "wer": jiwer.wer(ref, pred) if ref else float(bool(pred))}
+             "reference": ref, "prediction": pred, "wer": jiwer.wer(ref, pred) if ref else float(bool(pred)),
+             **({"groups": dataset.rows[i]["groups"]} if columns else {})}
             for i, ref, pred in zip(kept, references, predictions)
         ]
         samples.sort(key=lambda s: -s["wer"])  # the worst transcriptions first
         return EvalResult(metrics, samples=samples[: self.recipe.evaluation.samples])
 
+    def _report_groups(self, rows: list[dict], references: list[str], predictions: list[str], columns: list[str],
+                       data: DataBundle) -> None:
+        """WER and CER per ``data.group_by`` group: eval_groups.json, summary.json (the data report's
+        ``eval_groups``) and the console, where each group that got worse is flagged."""
+        if self._groups is None:
+            ctx = self.ctx
+            self._groups = GroupTracker(ctx.output_dir, self.recipe.evaluation.before_training, write=ctx.is_main_process,
+                                        log=ctx.log, warn=ctx.warn)
+        comparison = self._groups.record(group_table(rows, references, predictions, columns))
+        if comparison is not None:
+            data.report.details["eval_groups"] = comparison
+
     def save(self, model: torch.nn.Module, directory: Path) -> None:
-        """``save_pretrained`` model and processor: loads straight into pipeline('automatic-speech-recognition')."""
+        """``save_pretrained`` model and processor: loads straight into pipeline('automatic-speech-recognition').
+
+        A checkpoint stored in half precision and trained in float32 (``model.dtype: auto``) is saved in its
+        own dtype again, as large as the base and loading as it did; an adapter keeps PEFT's float32."""
         from peft import PeftModel
 
         directory.mkdir(parents=True, exist_ok=True)
         if isinstance(model, PeftModel) and self.recipe.output.save != "adapter":
             model = model.merge_and_unload()
-        model.save_pretrained(directory)
+        half = self.saved_dtype()
+        if half is not None and not isinstance(model, PeftModel):
+            import copy
+
+            state = {name: tensor.to(half) if tensor.is_floating_point() else tensor for name, tensor in model.state_dict().items()}
+            model.save_pretrained(directory, state_dict=state)
+            config = copy.deepcopy(model.config)  # save_pretrained wrote the dtype of the model in memory
+            config.dtype = half
+            config.save_pretrained(directory)
+        else:
+            model.save_pretrained(directory)
         self.processor.save_pretrained(directory)
 
     def model_card_notes(self) -> list[str]:
@@ -258,6 +329,7 @@ class WhisperTask(ModalityTask):
             "print(asr('call.wav')['text'])",
             "```",
             f"Augmentation during training: {self.chain.describe()}",
+            *(card_lines(self._groups.latest) if self._groups is not None and self._groups.latest else []),
         ]
 
     def model_card_metadata(self) -> dict[str, Any]:

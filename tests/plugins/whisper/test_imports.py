@@ -14,7 +14,7 @@ def test_data_modules_do_not_import_torch() -> None:
     code = (
         "import sys\n"
         "import ftrecipe_whisper.audio, ftrecipe_whisper.augment, ftrecipe_whisper.manifest\n"
-        "import ftrecipe_whisper.normalize, ftrecipe_whisper.synthetic, ftrecipe_whisper.fsdd\n"
+        "import ftrecipe_whisper.normalize, ftrecipe_whisper.synthetic, ftrecipe_whisper.fsdd, ftrecipe_whisper.groups\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'evaluate', 'datasets') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )

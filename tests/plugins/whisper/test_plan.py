@@ -86,8 +86,9 @@ def test_the_planned_model_is_the_built_model(name, tmp_path, whisper_dir, half_
     planned = task_of(path, tmp_path, *overrides).plan_model()
     assert all(p.device.type == "meta" for p in planned.parameters())
     assert signature(planned) == signature(built)
-    if name == "float16-checkpoint":  # from_pretrained's dtype "auto": the checkpoint's own
-        assert {p.dtype for p in planned.parameters()} == {torch.float16}
+    if name == "float16-checkpoint":  # model.dtype auto on a float16 file: float32 master weights to train
+        assert {p.dtype for p in built.parameters()} == {torch.float32}
+        assert run.saved_dtype() == torch.float16  # ... and saved back in the checkpoint's float16
 
 
 @pytest.mark.parametrize("name", ["partial", "lora"])
@@ -170,19 +171,23 @@ def test_without_the_data_the_labels_are_as_long_as_the_decoder_takes(tmp_path, 
 
 
 def test_clips_longer_than_the_window_are_left_out_as_build_data_does(tmp_path):
-    """The tiny model hears 2 s: the 3 s clips are skipped; one evaluation clip is also a training clip."""
+    """The tiny model hears 2 s: the 3 s clips are skipped; one evaluation clip is also a training clip. Its
+    decoder takes 128 tokens: the 140-word transcript is skipped too."""
     sr = 16000
-    for i, seconds in enumerate([1, 1, 3, 1, 3, 1]):
+    for i, seconds in enumerate([1, 1, 3, 1, 3, 1, 1]):
         sf.write(tmp_path / f"c{i}.wav", 0.1 * np.sin(np.arange(seconds * sr) * (0.05 + 0.01 * i)), sr)
-    (tmp_path / "train.csv").write_text("audio,text\n" + "".join(f"c{i}.wav,word {i}\n" for i in range(5)))
+    (tmp_path / "train.csv").write_text("audio,text\n" + "".join(f"c{i}.wav,word {i}\n" for i in range(5))
+                                        + "c6.wav," + "hello " * 140 + "\n")
     (tmp_path / "eval.csv").write_text("audio,text\nc0.wav,word 0\nc5.wav,word 5\n")
     path = recipe(tmp_path, "  format: manifest\n  train: train.csv\n  eval: eval.csv\n")
     bundle = task_of(path, tmp_path).build_data()
     data = task_of(path, tmp_path).plan_data()
     assert (data.train_examples, data.eval_examples) == (bundle.report.train_examples, bundle.report.eval_examples) == (3, 2)
+    assert bundle.report.details["transcripts_too_long"] == 1
     assert data.amount["audio_hours"] == pytest.approx(3 / 3600)
     assert data.overlap == 1
     assert any("2 clip(s) are longer than the model's 2 s window" in w for w in data.warnings)
+    assert any("1 transcript(s) are longer than the decoder takes (128 tokens) and are skipped" in w for w in data.warnings)
 
 
 def test_the_seed_figure_is_50_hours_said_once(tmp_path):
@@ -227,9 +232,10 @@ def test_every_carried_config_is_checked():
     assert sorted(p.name for p in CONFIGS.glob("*.json")) == sorted(b.replace("/", "--") + ".json" for b in PARAMETERS)
 
 
-def test_large_v3_loads_in_float16_as_its_config_says(tmp_path):
-    """``model.dtype: auto`` leaves the dtype to from_pretrained, which takes the checkpoint's (float16 for v3)."""
+def test_large_v3_plans_float32_master_weights_unless_half_is_asked_for(tmp_path):
+    """whisper-large-v3 is stored in float16; ``model.dtype: auto`` trains (and so plans) float32 weights,
+    as full fine-tuning under mixed precision needs; ``model.dtype: float16`` keeps the file's half weights."""
     v3 = task_of(CALLCENTER, tmp_path, "model.base=openai/whisper-large-v3").plan_model()
-    assert {p.dtype for p in v3.parameters()} == {torch.float16} and v3.config.num_mel_bins == 128
-    small = task_of(CALLCENTER, tmp_path).plan_model()
-    assert {p.dtype for p in small.parameters()} == {torch.float32}
+    assert {p.dtype for p in v3.parameters()} == {torch.float32} and v3.config.num_mel_bins == 128
+    half = task_of(CALLCENTER, tmp_path, "model.base=openai/whisper-large-v3", "model.dtype=float16").plan_model()
+    assert {p.dtype for p in half.parameters()} == {torch.float16}

@@ -45,13 +45,15 @@ def fsdd_manifest(tmp_path_factory) -> Path:
 @needs_fsdd
 def test_fsdd_end_to_end_loads_into_an_asr_pipeline(tmp_path, fsdd_manifest):
     data = (
-        f"  format: manifest\n  train: {fsdd_manifest}\n  eval_fraction: 0.2\n"
+        f"  format: manifest\n  train: {fsdd_manifest}\n  eval_fraction: 0.2\n  group_by: [speaker, accent]\n"
         "  augment:\n    - {name: telephone, p: 0.5}\n    - {name: noise, snr_db: [5, 20], p: 0.5}\n"
         "    - {name: speed, factor: [0.9, 1.1], p: 0.5}\n    - {name: pitch, semitones: [-1, 1], p: 0.5}\n"
     )
     out = tmp_path / "run"
     path = recipe(tmp_path, data)
-    summary = run_ok(path, out, "--save-augmented", "16")
+    result = run_cli("run", str(path), "--output", str(out), "--quiet", "--save-augmented", "16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
     report = summary["data"]
     assert report["train_examples"] == 32 and report["eval_examples"] == 8
     assert report["sample_rates"] == {"8000": 32}
@@ -95,6 +97,22 @@ def test_fsdd_end_to_end_loads_into_an_asr_pipeline(tmp_path, fsdd_manifest):
     assert plain and augmented  # both kinds are among the saved clips (seed 42: clip 13 has no step firing)
     samples = [json.loads(x) for x in (out / "eval_after_samples.jsonl").read_text().splitlines()]
     assert samples[0]["wer"] >= samples[-1]["wer"] and samples[0]["audio"].endswith(".wav")
+    # WER and CER per speaker and per accent, before and after, in summary.json and eval_groups.json
+    groups = report["eval_groups"]
+    assert json.loads((out / "eval_groups.json").read_text())["groups"] == groups and set(groups) == {"speaker", "accent"}
+    speakers = {s["groups"]["speaker"] for s in samples}
+    assert set(groups["speaker"]["groups"]) == speakers and {s["groups"]["accent"] for s in samples} == set(groups["accent"]["groups"])
+    for column, table in groups.items():
+        entries = table["groups"]
+        assert sum(e["clips"] for e in entries.values()) == len(samples) == 4  # evaluation.max_examples
+        for e in entries.values():
+            assert e["hours"] > 0 and e["wer_delta"] == pytest.approx(e["wer_after"] - e["wer_before"], abs=1e-5)
+            assert e["cer_delta"] == pytest.approx(e["cer_after"] - e["cer_before"], abs=1e-5)
+        assert entries[table["worst"]]["wer_after"] == max(e["wer_after"] for e in entries.values())
+        assert table["regressed"] == sorted((g for g, e in entries.items() if e["wer_delta"] > 0), key=lambda g: -entries[g]["wer_delta"])
+        assert table["largest_regression"] == (table["regressed"][0] if table["regressed"] else None)
+        for name, e in entries.items():  # a group that got worse is flagged on the console (stderr with --quiet)
+            assert (f"warning: {column} {name!r} got worse: WER" in result.stderr) == (e["wer_delta"] > 0), (name, result.stderr)
     run = json.loads((out / "run.json").read_text())
     assert sum(1 for p in run["data_files"] if p.endswith(".wav")) == 40
 
@@ -121,18 +139,22 @@ def test_bad_clips_are_reported_and_skipped_or_fatal(tmp_path):
     (tmp_path / "cut.flac").write_bytes(flac[: len(flac) // 2])  # header intact, the rest missing
     middle = len(flac) // 3  # header and last frame intact, zeros in between: found only when decoded
     (tmp_path / "garbled.flac").write_bytes(flac[:middle] + bytes(1000) + flac[middle + 1000 :])
+    sf.write(tmp_path / "talk.wav", 0.3 * np.sin(2 * np.pi * 200 * t), sr)
     rows = [f"ok{i}.wav,word {i}" for i in range(6)] + ["empty.wav,x", "long.wav,y", "broken.wav,z", "missing.wav,w",
-                                                       "cut.flac,v", "garbled.flac,u"]
+                                                       "cut.flac,v", "garbled.flac,u", "talk.wav," + "hello " * 140]
     (tmp_path / "m.csv").write_text("audio,text\n" + "\n".join(rows) + "\n")
     data = "  format: manifest\n  train: m.csv\n  eval: m.csv\n  max_seconds: 2\n"
     lenient = run_cli("run", str(recipe(tmp_path, data)), "--output", str(tmp_path / "run"), "--quiet")
     assert lenient.returncode == 0, lenient.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     skipped = summary["data"]["skipped_examples"]
-    assert summary["data"]["skipped"] == 5 and summary["data"]["train_examples"] == 7
+    assert summary["data"]["skipped"] == 6 and summary["data"]["train_examples"] == 7
+    # 140 words: more label tokens than the decoder's 128 positions, which failed the forward pass mid-run
+    assert summary["data"]["transcripts_too_long"] == 2  # in train and in eval
     reasons = {Path(k).name: v for k, v in skipped.items()}
     assert "empty" in reasons["empty.wav"] and "too long" in reasons["long.wav"]
     assert "missing.wav" in reasons and "broken.wav" in reasons and "truncated" in reasons["cut.flac"]
+    assert reasons["talk.wav"].startswith("transcript too long: ") and reasons["talk.wav"].endswith(" > 128 the decoder takes")
     assert "skipping" in lenient.stderr and "garbled.flac" in lenient.stderr  # dropped from its batches
     strict = recipe(tmp_path, data + "  on_error: fail\n")
     result = run_cli("run", str(strict), "--output", str(tmp_path / "strict"))
@@ -213,19 +235,44 @@ def test_whisper_demo_wer_falls(tmp_path):
     assert summary["eval_after"]["wer"] <= 0.12 and summary["eval_after"]["cer"] <= 0.12
 
 
-def test_top_decoder_layers_on_a_frozen_body(tmp_path, whisper_dir):
-    freeze = "  strategy: transfer\n  unfreeze_top: 1\n  unfreeze_stack: decoder\n"
-    path = recipe(tmp_path, synthetic_data(), freeze)
-    path.write_text(path.read_text().replace(TINY, f"  base: {whisper_dir}\n"))
-    summary = run_ok(path, tmp_path / "run")
-    assert summary["freeze"]["frozen_layers"] == {"decoder": [0]}  # of two decoder layers, the top one trains
+@pytest.fixture(scope="module")
+def half_whisper_dir(whisper_dir, tmp_path_factory) -> Path:
+    """The tiny checkpoint stored in float16, as whisper-large-v3 is on the hub."""
+    import shutil
+
     import torch
     from transformers import WhisperForConditionalGeneration
 
-    before = WhisperForConditionalGeneration.from_pretrained(whisper_dir).state_dict()
+    out = tmp_path_factory.mktemp("half")
+    shutil.copytree(whisper_dir, out, dirs_exist_ok=True)
+    WhisperForConditionalGeneration.from_pretrained(whisper_dir, dtype=torch.float16).save_pretrained(out)
+    return out
+
+
+def test_top_decoder_layers_on_a_frozen_body(tmp_path, half_whisper_dir):
+    """Transfer on a float16 checkpoint (model.dtype auto): float32 weights train (the run says so; the same
+    load under mixed precision, which a CPU makes slow), the saved model is float16 again, and only the top
+    decoder layer moved."""
+    freeze = "  strategy: transfer\n  unfreeze_top: 1\n  unfreeze_stack: decoder\n"
+    path = recipe(tmp_path, synthetic_data(), freeze)
+    path.write_text(path.read_text().replace(TINY, f"  base: {half_whisper_dir}\n"))
+    result = run_cli("run", str(path), "--output", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "is stored in float16; training keeps float32 weights" in result.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["freeze"]["frozen_layers"] == {"decoder": [0]}  # of two decoder layers, the top one trains
+    import torch
+    from safetensors import safe_open
+    from transformers import WhisperForConditionalGeneration
+
+    with safe_open(tmp_path / "run" / "model" / "model.safetensors", "pt") as saved:
+        assert {saved.get_slice(name).get_dtype() for name in saved.keys()} == {"F16"}
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["dtype"] == "float16"
+    before = WhisperForConditionalGeneration.from_pretrained(half_whisper_dir).state_dict()
     after = WhisperForConditionalGeneration.from_pretrained(tmp_path / "run" / "model").state_dict()
+    assert {t.dtype for t in after.values()} == {torch.float16}
     changed = {name for name in before if not torch.equal(before[name], after[name])}
-    # which saved weights moved, not what the freeze report says
+    # which saved weights moved, not what the freeze report says (float16 -> float32 -> float16 is exact)
     assert any(name.startswith("model.decoder.layers.1.") for name in changed)
     assert not any(name.startswith(("model.decoder.layers.0.", "model.encoder.")) for name in changed)
 
