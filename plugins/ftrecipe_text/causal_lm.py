@@ -59,6 +59,14 @@ class CausalLMTask(ModalityTask):
         if ctx.smoke:  # a smoke run checks the pipeline on this machine: without what it cannot run
             smoke_switches(self.recipe, ctx.device, ctx.log)
         check_switches(self.recipe, ctx.device)  # before the data is read and the model loaded
+        self.harness: Any = None
+        settings = getattr(self.recipe.evaluation, "lm_eval", None)
+        if settings is not None and ctx.device is not None:  # a run (plan asks without a device): tasks checked now
+            from ftrecipe_text.harness import Harness, Report
+
+            self.harness = Harness(settings, base_dir=ctx.base_dir, smoke=ctx.smoke, seed=ctx.seed)
+            self.harness_report = Report(ctx.output_dir, write=ctx.is_main_process)
+            self.harness_runs = 0
 
     # -- data ----------------------------------------------------------------------------------
     def _render(self, rows: list, report: DataReport, split: str) -> list[tuple[str, str, Any]]:
@@ -110,6 +118,9 @@ class CausalLMTask(ModalityTask):
             train_set, collate = examples, PaddedCollator(pad_id)
             waste = padded.padding_fraction if padded else 0.0
         report.train_examples, report.eval_examples = len(examples), len(evaluation)
+        if self.harness is not None and not evaluation:
+            raise RecipeRuntimeError(("evaluation", "lm_eval"), "the lm-eval tasks run with the evaluation, and this run has "
+                                                                "no evaluation examples (data.eval, data.eval_fraction)")
         report.details.update({
             "truncated": tokenized.num_truncated,
             "completion_truncated": tokenized.num_completion_truncated,
@@ -184,6 +195,8 @@ class CausalLMTask(ModalityTask):
         if total_tokens:
             metrics["eval_loss"] = total_loss / total_tokens
             metrics["perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
+        if self.harness is not None:
+            metrics.update(self.harness_metrics(model))
         wanted = [m for m in self.recipe.evaluation.metrics or [] if m in NORMALIZERS]
         if not wanted:
             return EvalResult(metrics)
@@ -201,6 +214,20 @@ class CausalLMTask(ModalityTask):
         ]
         samples.sort(key=lambda s: s["match"])  # misses first: they are what people need to read
         return EvalResult(metrics, samples=samples[: self.recipe.evaluation.samples])
+
+    def harness_metrics(self, model: torch.nn.Module) -> dict[str, float]:
+        """The lm-eval tasks' main metrics (and their change since the base model), a warning for each
+        task that got worse. A fresh run's first evaluation is the base model's (``before_training``)."""
+        from ftrecipe_text.harness import LOG_FILE
+
+        report, ctx = self.harness_report, self.ctx
+        is_before = self.recipe.evaluation.before_training and report.before is None and self.harness_runs == 0
+        self.harness_runs += 1
+        log = ctx.output_dir.resolve() / LOG_FILE if ctx.is_main_process and ctx.output_dir.is_dir() else None
+        metrics, worse = report.record(self.harness.evaluate(model, self.tokenizer, log), is_before=is_before)
+        for line in worse:
+            ctx.warn(line)
+        return metrics
 
     def generate(self, model: torch.nn.Module, prompts: list[str], batch_size: int = 16) -> list[str]:
         """Greedy (or beam) completions of ``prompts``, batched with left padding."""

@@ -31,6 +31,11 @@ def _check_causal_lm(recipe) -> list[Problem]:
                                                          "(torch.compile cannot trace Liger's RMSNorm, Liger-Kernel issue 174, "
                                                          "seen after the model had loaded): keep one; the benchmark measured "
                                                          "liger without compile fastest"))
+    if getattr(recipe.evaluation, "lm_eval", None) is not None:
+        from ftrecipe_text.harness import INSTALL, installed
+
+        if not installed():
+            problems.append(Problem(("evaluation", "lm_eval"), f"needs EleutherAI's lm-eval harness, which is not installed: {INSTALL}"))
     return problems
 
 

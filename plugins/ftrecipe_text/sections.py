@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ftrecipe.plugin import LOCAL_PATH, DataSection, EvaluationSection, GenerationSettings, ModelSection, TrainingSection
+from ftrecipe.plugin import LOCAL_PATH, DataSection, EvaluationSection, GenerationSettings, ModelSection, Section, TrainingSection
 
 
 class CausalLMModel(ModelSection):
@@ -48,11 +48,36 @@ class TextClassificationModel(ModelSection):
     """Tokenizer hub id or directory, when it is not stored with the base model."""
 
 
+class LmEvalSettings(Section):
+    """Tasks of EleutherAI's lm-eval harness, run on the model at every evaluation (before training, each
+    ``training.eval_every``, after): a regression on general ability shows next to the fine-tune's gain.
+    Needs ``pip install 'ftrecipe[lm-eval]'``. The task names are checked, and their datasets loaded, when
+    the run starts (validate does not index the harness's thousands of task files)."""
+
+    tasks: Annotated[list[str], Field(min_length=1)]
+    """lm-eval task or group names (``hellaswag``, ``arc_easy``) or those of the YAMLs in ``include_path``."""
+    limit: Annotated[int, Field(ge=1)] | None = None
+    """At most N examples per task (all when omitted: the numbers lm-eval's leaderboards report)."""
+    num_fewshot: Annotated[int, Field(ge=0)] | None = None
+    """Few-shot examples in each prompt; each task's own default when omitted."""
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    """Requests scored together."""
+    include_path: Annotated[str | None, LOCAL_PATH] = None
+    """A folder of your own task YAMLs, relative to the recipe; paths inside them (``data_files``) are read
+    relative to this folder."""
+    offline: bool = True
+    """The tasks' datasets come from local files or the Hugging Face cache only; ``false`` lets the harness
+    download them from the Hub."""
+
+
 class CausalLMEvaluation(EvaluationSection):
     """How the model is measured before and after training: loss, and metrics on generated completions."""
 
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     """Decoding of the completions that exact match scores."""
+    lm_eval: LmEvalSettings | None = None
+    """Also score the model on tasks of EleutherAI's lm-eval harness (``lm_eval/<task>/<metric>`` in the
+    evaluation metrics, ``lm_eval.json`` in the run's folder)."""
 
 
 class SftData(DataSection):

@@ -12,6 +12,7 @@ from tests.conftest import ROOT, metric_records, run_cli, run_ok, run_whole_and_
 
 pytestmark = pytest.mark.e2e  # training runs end to end: outside the fast tier (pytest -m 'not e2e')
 
+LM_EVAL_TASKS = ROOT / "tests" / "fixtures" / "lm_eval_tasks"
 WORDS = [f"select name from employees where dept = '{d}' and salary > {n};" for d in ("sales", "hr", "it") for n in range(5)]
 
 
@@ -36,7 +37,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def sft_recipe(tmp: Path, base: Path, freeze: str, save: str | None = None, extra: str = "") -> Path:
+def sft_recipe(tmp: Path, base: Path, freeze: str, save: str | None = None, extra: str = "", lm_eval: str = "") -> Path:
     rows = [{"q": f"who earns over {n} in {d}?", "a": f"select name from employees where dept = '{d}' and salary > {n};"}
             for d in ("sales", "hr", "it") for n in range(8)]
     write_jsonl(tmp / "train.jsonl", rows)
@@ -48,6 +49,7 @@ def sft_recipe(tmp: Path, base: Path, freeze: str, save: str | None = None, extr
         "training:\n  max_steps: 4\n  batch_size: 4\n  learning_rate: 1.0e-3\n  log_every: 1\n"
         "hardware:\n  accelerator: cpu\n  precision: fp32\n"
         "evaluation:\n  metrics: [exact_match]\n  max_examples: 4\n  generation: {max_new_tokens: 8}\n"
+        + (f"  lm_eval: {lm_eval}\n" if lm_eval else "")
         + (f"output:\n  save: {save}\n" if save else "") + extra
     )
     return recipe
@@ -63,11 +65,27 @@ def falcon_dir(tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("falcon"), "falcon")
 
 
-def test_lora_adapter_loads_back_with_peft(tmp_path, llama_dir):
+def harness_scores(model, tokenizer_dir: Path, monkeypatch) -> dict:
+    """What EleutherAI's lm-eval itself reports for ``model`` on the tests' tiny task."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoTokenizer
+
+    monkeypatch.chdir(LM_EVAL_TASKS)  # the task's data_files are relative to its folder
+    lm = HFLM(pretrained=model.eval(), tokenizer=AutoTokenizer.from_pretrained(tokenizer_dir), batch_size=4)
+    manager = TaskManager(include_path=str(LM_EVAL_TASKS), include_defaults=False)
+    return lm_eval.simple_evaluate(model=lm, tasks=["sql_choice"], task_manager=manager, bootstrap_iters=0)["results"]["sql_choice"]
+
+
+def test_lora_adapter_loads_back_with_peft(tmp_path, llama_dir, monkeypatch):
+    """(The run also scores the model on an lm-eval task before and after: the numbers lm-eval gives for
+    the base checkpoint and for the saved adapter on it.)"""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    recipe = sft_recipe(tmp_path, llama_dir, "  strategy: lora\n  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n")
+    lm_eval = f"{{tasks: [sql_choice], include_path: {LM_EVAL_TASKS}, batch_size: 4}}"
+    recipe = sft_recipe(tmp_path, llama_dir, "  strategy: lora\n  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n", lm_eval=lm_eval)
     summary = run_ok(recipe, tmp_path / "run")
     freeze = summary["freeze"]
     assert 0 < freeze["trainable_parameters"] < freeze["total_parameters"] * 0.2
@@ -76,6 +94,13 @@ def test_lora_adapter_loads_back_with_peft(tmp_path, llama_dir):
     assert (model_dir / "adapter_config.json").is_file() and (model_dir / "tokenizer.json").is_file()
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(llama_dir), model_dir)
     assert any("lora_A" in name for name, _ in model.named_parameters())
+    before, after = summary["eval_before"]["lm_eval/sql_choice/acc"], summary["eval_after"]["lm_eval/sql_choice/acc"]
+    assert before == harness_scores(AutoModelForCausalLM.from_pretrained(llama_dir), llama_dir, monkeypatch)["acc,none"]
+    assert after == harness_scores(model, llama_dir, monkeypatch)["acc,none"]
+    assert summary["eval_after"]["lm_eval/sql_choice/acc_delta"] == pytest.approx(after - before)
+    report = json.loads((tmp_path / "run" / "lm_eval.json").read_text())["tasks"]["sql_choice"]
+    assert (report["before"]["value"], report["after"]["value"], report["after"]["examples"]) == (before, after, 12)
+    assert report["worse"] is (after < before)
     import hashlib
 
     card = (model_dir / "README.md").read_text()
