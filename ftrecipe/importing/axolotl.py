@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftrecipe.importing.common import SCHEDULER, optimizer
+from ftrecipe.importing.common import INTEGRATIONS, NOT_A_TRACKER, SCHEDULER, optimizer
 from ftrecipe.importing.datasets import dataset_section, no_data
 from ftrecipe.importing.table import (
     DEFAULT_DIFFERS,
+    Append,
     NO_EQUIVALENT,
     OTHER_MEANING,
     Context,
@@ -28,6 +29,7 @@ from ftrecipe.importing.table import (
 COMMIT = "067b021c8b87a9e5e380b9173c704cf7340e30f5"
 SCHEMAS = f"https://github.com/axolotl-ai-cloud/axolotl/blob/{COMMIT}/src/axolotl/utils/schemas"
 BUILDERS = f"https://github.com/axolotl-ai-cloud/axolotl/blob/{COMMIT}/src/axolotl/core/builders"
+UTILS = f"https://github.com/axolotl-ai-cloud/axolotl/blob/{COMMIT}/src/axolotl/utils"
 
 CAUSAL_LM_CLASSES = ("automodelforcausallm", "llamaforcausallm", "mistralforcausallm", "falconforcausallm",
                      "qwen2forcausallm", "gemmaforcausallm", "phiforcausallm")
@@ -199,7 +201,141 @@ def _finish(ctx: Context) -> None:
         PEFT_DEFAULT_TARGETS[family], f"axolotl default where the config sets none: PEFT's targets for {family}")
 
 
-NO_TRACKING = "experiment tracking is not carried over by ftrecipe import: set it up in the recipe by hand"
+# ---------------------------------------------------------------- trackers (utils/schemas/integrations.py)
+
+
+def _wandb_on(source: Any) -> bool:
+    """W&B logs: wandb_project set (utils/wandb_.py#L16-L18) or use_wandb: true, and wandb_mode not disabled."""
+    on = bool(source.get("wandb_project")) or source.get("use_wandb") is True
+    return on and str(source.get("wandb_mode") or "").lower() != "disabled"
+
+
+def _mlflow_on(source: Any) -> bool:
+    """MLflow logs: use_mlflow: true, or mlflow_experiment_name set (utils/mlflow_.py#L16-L18)."""
+    return source.get("use_mlflow") is True or bool(source.get("mlflow_experiment_name"))
+
+
+W_OFF = "W&B is off in this config (no wandb_project, or wandb_mode: disabled), as in a recipe without wandb"
+M_OFF = "MLflow is off in this config (no use_mlflow or mlflow_experiment_name), as in a recipe without mlflow"
+
+
+def _when(on: Any, off: str, convert: Any) -> Any:
+    """``convert`` where the tracker logs; elsewhere the key changes nothing (read, nothing written)."""
+
+    def wrapped(value: Any, ctx: Context) -> Any:
+        return convert(value, ctx) if on(ctx.source) else Nothing(off)
+
+    wrapped.__doc__ = convert.__doc__
+    return wrapped
+
+
+def _use_wandb(value: Any, ctx: Context) -> Any:
+    """true -> wandb in tracking.backends."""
+    if value is not True:
+        return Nothing("wandb_project turns W&B on anyway (utils/wandb_.py#L16-L18)")
+    return {"tracking.backends": Append("wandb")}
+
+
+def _wandb_project(value: Any, ctx: Context) -> Any:
+    """A project turns W&B on: wandb in tracking.backends, tracking.project."""
+    return {"tracking.backends": Append("wandb"), "tracking.project": str(value)}
+
+
+def _wandb_mode(value: Any, ctx: Context) -> Any:
+    """online, offline (dryrun too); disabled turns W&B off."""
+    mode = str(value).lower()
+    if mode in ("online", "offline", "dryrun"):
+        return "online" if mode == "online" else "offline"
+    raise NotCarried(NO_EQUIVALENT, f"ftrecipe's W&B modes are offline and online, not {value}")
+
+
+def _wandb_run_id(value: Any, ctx: Context) -> Any:
+    """The run's name where wandb_name is unset (axolotl names the run by its id); the id itself is ftrecipe's."""
+    if ctx.source.get("wandb_name"):
+        raise NotCarried(NO_EQUIVALENT, "ftrecipe picks the W&B run id itself, and --resume reopens that run")
+    ctx.note("wandb_run_id", "the run is named by it, as axolotl does without wandb_name "
+                             "(utils/schemas/integrations.py#L84-L86); its id is ftrecipe's own, and --resume reopens it")
+    return str(value)
+
+
+def _wandb_watch(value: Any, ctx: Context) -> Any:
+    """false only: gradient and parameter histograms (wandb.watch) are not carried."""
+    if str(value).lower() == "false":
+        return Nothing("no gradient or parameter histograms, as in ftrecipe")
+    raise NotCarried(NO_EQUIVALENT, f"wandb.watch ({value}, Transformers' WANDB_WATCH): ftrecipe logs no gradient or "
+                                    "parameter histograms")
+
+
+def _log_model(value: Any, ctx: Context) -> Any:
+    """end -> true; checkpoint -> true (the final model only); false -> false."""
+    mode = str(value).lower()
+    if mode == "end":
+        return True
+    if mode == "checkpoint":
+        ctx.note("wandb_log_model", "W&B gets the saved model at the end of the run, not every checkpoint")
+        return True
+    if mode == "false":
+        return False
+    raise NotCarried(NO_EQUIVALENT, f"Transformers' WANDB_LOG_MODEL is end, checkpoint or false, not {value}")
+
+
+def _switch(tracker: str, other: str) -> Any:
+    def convert(value: Any, ctx: Context) -> Any:
+        return {"tracking.backends": Append(tracker)} if value is True else Nothing(other)
+    convert.__doc__ = f"true -> {tracker} in tracking.backends"
+    return convert
+
+
+def _mlflow_experiment(value: Any, ctx: Context) -> Any:
+    """An experiment turns MLflow on: mlflow in tracking.backends, tracking.project (W&B's project where both are set)."""
+    project = ctx.source.get("wandb_project")
+    if _wandb_on(ctx.source) and project and str(project) != str(value):
+        ctx.note("mlflow_experiment_name", f"the MLflow experiment is named {project} (wandb_project): a recipe has one "
+                                           "tracking.project for every tracker")
+        return {"tracking.backends": Append("mlflow")}
+    return {"tracking.backends": Append("mlflow"), "tracking.project": str(value)}
+
+
+def _mlflow_run_name(value: Any, ctx: Context) -> Any:
+    """The run's name where W&B is off (axolotl names every run wandb_name when W&B is on)."""
+    if _wandb_on(ctx.source):
+        return Nothing("axolotl names the run wandb_name when W&B is on, MLflow's too (core/builders/base.py#L541-L544)")
+    return {"tracking.run_name": str(value)}
+
+
+def _mlflow_artifacts(value: Any, ctx: Context) -> Any:
+    """true -> true (the final model, not each checkpoint); false -> false."""
+    if value is True:
+        ctx.note("hf_mlflow_log_artifacts", "MLflow gets the saved model at the end of the run, not every checkpoint")
+    return bool(value)
+
+
+TRACKING_ROWS = (
+    Row("use_wandb", None, _when(_wandb_on, W_OFF, _use_wandb), "true -> wandb in tracking.backends"),
+    Row("wandb_project", None, _when(_wandb_on, W_OFF, _wandb_project),
+        "wandb in tracking.backends, tracking.project (W&B logs online unless wandb_mode says otherwise)"),
+    Row("wandb_entity", "tracking.wandb.entity", _when(_wandb_on, W_OFF, same), "the W&B team or user"),
+    Row("wandb_name", "tracking.run_name", _when(_wandb_on, W_OFF, same), "the run's name"),
+    Row("wandb_mode", "tracking.wandb.mode", _when(_wandb_on, W_OFF, _wandb_mode),
+        "online, offline (dryrun too); disabled turns W&B off"),
+    Row("wandb_run_id", "tracking.run_name", _when(_wandb_on, W_OFF, _wandb_run_id),
+        "the run's name where wandb_name is unset; the id itself is ftrecipe's (--resume reopens the run)"),
+    Row("wandb_watch", None, _when(_wandb_on, W_OFF, _wandb_watch),
+        "false only: ftrecipe logs no gradient or parameter histograms"),
+    Row("wandb_log_model", "tracking.artifacts", _when(_wandb_on, W_OFF, _log_model),
+        "end -> true, checkpoint -> true (the final model only), false -> false"),
+    Row("use_tensorboard", None, _switch("tensorboard", "no TensorBoard, as in a recipe without it"),
+        "true -> tensorboard in tracking.backends"),
+    Row("use_mlflow", None, _switch("mlflow", "no MLflow unless mlflow_experiment_name turns it on"),
+        "true -> mlflow in tracking.backends"),
+    Row("mlflow_tracking_uri", "tracking.mlflow.tracking_uri", _when(_mlflow_on, M_OFF, same), "the MLflow server or store"),
+    Row("mlflow_experiment_name", None, _mlflow_experiment, "mlflow in tracking.backends, tracking.project"),
+    Row("mlflow_run_name", None, _when(_mlflow_on, M_OFF, _mlflow_run_name), "the run's name where W&B is off"),
+    Row("hf_mlflow_log_artifacts", "tracking.artifacts", _when(_mlflow_on, M_OFF, _mlflow_artifacts),
+        "true -> true (the final model, not each checkpoint), false -> false"),
+    Row("use_comet", None, kind=NO_EQUIVALENT, how=f"Comet: {NOT_A_TRACKER}"),
+    Row("use_trackio", None, kind=NO_EQUIVALENT, how=f"Trackio: {NOT_A_TRACKER}"),
+)
 
 ROWS = (
     Row("base_model", "model.base", same, "hub id or local directory"),
@@ -284,12 +420,7 @@ ROWS = (
         "ftrecipe always refuses unknown recipe keys"),
     Row("hub_model_id", None, kind=NO_EQUIVALENT, how="ftrecipe does not upload to the hub"),
     Row("push_dataset_to_hub", None, kind=NO_EQUIVALENT, how="ftrecipe does not upload to the hub"),
-    Row("wandb_project", None, kind=NO_EQUIVALENT, how=NO_TRACKING),
-    Row("wandb_entity", None, kind=NO_EQUIVALENT, how=NO_TRACKING),
-    Row("wandb_name", None, kind=NO_EQUIVALENT, how=NO_TRACKING),
-    Row("wandb_watch", None, kind=NO_EQUIVALENT, how=NO_TRACKING),
-    Row("wandb_log_model", None, kind=NO_EQUIVALENT, how=NO_TRACKING),
-    Row("use_tensorboard", None, kind=NO_EQUIVALENT, how=NO_TRACKING),
+    *TRACKING_ROWS,
     Row("deepspeed", None, kind=OTHER_MEANING, how="a DeepSpeed JSON; ftrecipe takes hardware.strategy: deepspeed and zero_stage"),
     Row("fsdp", None, kind=OTHER_MEANING, how="axolotl's FSDP options; ftrecipe takes hardware.strategy: fsdp"),
     Row("fsdp_config", None, kind=OTHER_MEANING, how="axolotl's FSDP options; ftrecipe takes hardware.strategy: fsdp"),
@@ -305,10 +436,18 @@ DEFAULTS = (
     Default("data.max_length", 512, "sequence_len", 512, 1024, f"{SCHEMAS}/config.py#L665-L670"),
     Default("data.eval_fraction", 0.0, "val_set_size", 0.0, 0.1, f"{SCHEMAS}/config.py#L1084-L1089"),
     Default("training.batch_size", 1, "micro_batch_size", 1, 8, f"{SCHEMAS}/training.py#L77-L82"),
+    Default("tracking.wandb.mode", "online", "wandb_mode", "null: W&B's own default, online", "offline",
+            f"{UTILS}/wandb_.py#L8-L18", when=_wandb_on,
+            note="W&B's own default: axolotl sets WANDB_MODE only from wandb_mode"),
+    Default("tracking.artifacts", False, "wandb_log_model", "null: no model upload", True, f"{INTEGRATIONS}#L709",
+            when=lambda s: _wandb_on(s) or _mlflow_on(s),
+            note="Transformers' WANDB_LOG_MODEL and HF_MLFLOW_LOG_ARTIFACTS are both false unless set"),
 )
 """axolotl's defaults that differ from ftrecipe's. Equal ones, pinned by the tests but not written: loss on
 completions only (train_on_inputs: false, training.py#L103), precision (bf16: auto, config.py#L559), epochs (1.0,
-training.py#L267), weight decay (0.0, training.py#L119-L121), optimizer (adamw_torch_fused, training.py#L122)."""
+training.py#L267), weight decay (0.0, training.py#L119-L121), optimizer (adamw_torch_fused, training.py#L122).
+The W&B mode: axolotl exports only the wandb_* keys a config sets (utils/wandb_.py#L8-L18), so without wandb_mode W&B
+runs in its own default mode, online (wandb_settings.py, cited in ``common.WANDB_MODE``), where ftrecipe's is offline."""
 
 FORMAT = Format(
     name="axolotl",

@@ -11,6 +11,15 @@ TRANSFORMERS_VERSION = "v5.25.0"
 TRAINING_ARGS = (f"https://github.com/huggingface/transformers/blob/{TRANSFORMERS_VERSION}"
                  "/src/transformers/training_args.py")
 """Transformers' TrainingArguments, whose defaults a LLaMA-Factory config inherits."""
+INTEGRATIONS = (f"https://github.com/huggingface/transformers/blob/{TRANSFORMERS_VERSION}"
+                "/src/transformers/integrations/integration_utils.py")
+"""Transformers' tracker callbacks (WandbCallback, MLflowCallback): the environment they read and its defaults."""
+WANDB_MODE = "https://github.com/wandb/wandb/blob/v0.31.0/wandb/sdk/wandb_settings.py#L400-L403"
+"""W&B's own default mode, online, which a source tool that leaves the mode unset runs with (ftrecipe's is offline)."""
+
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+"""The trackers a recipe's tracking.backends names."""
+NOT_A_TRACKER = f"ftrecipe's trackers are {', '.join(TRACKERS)}"
 
 SCHEDULER = choice({
     "cosine": "cosine", "linear": "linear", "constant": "constant", "constant_with_warmup": "constant_with_warmup",

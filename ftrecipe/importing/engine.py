@@ -24,7 +24,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ftrecipe.importing.table import Context, Format, NotCarried, Nothing
 from ftrecipe.yamlio import Mark, load_yaml
 
-SECTIONS = ("name", "model", "freeze", "head", "data", "training", "hardware", "evaluation", "output")
+SECTIONS = ("name", "model", "freeze", "head", "data", "training", "hardware", "evaluation", "output", "tracking")
 """Top-level order of a recipe, as the shipped recipes write it."""
 
 

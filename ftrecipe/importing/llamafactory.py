@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftrecipe.importing.common import SCHEDULER, TRAINING_ARGS, optimizer
+from ftrecipe.importing.common import INTEGRATIONS, NOT_A_TRACKER, SCHEDULER, TRACKERS, TRAINING_ARGS, WANDB_MODE, optimizer
 from ftrecipe.importing.datasets import no_data, source_format
 from ftrecipe.importing.table import (
     NO_EQUIVALENT,
+    Append,
     OTHER_MEANING,
     Context,
     Default,
@@ -121,7 +122,39 @@ def _gradient_checkpointing(value: Any, ctx: Context) -> Any:
     return not value
 
 
-NO_TRACKING = "experiment tracking is not carried over by ftrecipe import: set it up in the recipe by hand"
+def _reporters(source: Any) -> list[str]:
+    """Transformers' report_to as a list: a name or a list of names; none is no tracker (training_args.py#L1594-L1601)."""
+    value = source.get("report_to", "none")
+    names = [value] if isinstance(value, str) else list(value or [])
+    return [str(name).lower() for name in names if str(name).lower() != "none"]
+
+
+def _reports_to(*trackers: str) -> Any:
+    return lambda source: bool(set(_reporters(source)) & set(trackers))
+
+
+def _report_to(value: Any, ctx: Context) -> Any:
+    """none -> no tracker; tensorboard, mlflow, wandb -> tracking.backends; another reporter is not carried."""
+    names = _reporters(ctx.source)
+    if "all" in names:
+        raise NotCarried(OTHER_MEANING, "every tracker installed where it runs; name the ones meant in tracking.backends")
+    if not names:
+        return Nothing("no tracker, as in a recipe without tracking")
+    others = [name for name in names if name not in TRACKERS]
+    carried = [name for name in names if name in TRACKERS]
+    if not carried:
+        raise NotCarried(NO_EQUIVALENT, f"{', '.join(others)}: {NOT_A_TRACKER}")
+    if others:  # the trackers ftrecipe has are carried; the others are listed
+        ctx.drop("report_to", NO_EQUIVALENT, f"{', '.join(others)}: {NOT_A_TRACKER}")
+    return Append(*carried)
+
+
+def _run_name(value: Any, ctx: Context) -> Any:
+    """The run's name, for the trackers report_to names."""
+    if not _reporters(ctx.source):
+        return Nothing("report_to names no tracker: the name is unused")
+    return str(value)
+
 
 ROWS = (
     Row("model_name_or_path", "model.base", same, "hub id or local directory"),
@@ -174,7 +207,10 @@ ROWS = (
     Row("save_only_model", None, nothing_if(False, "ftrecipe's checkpoints hold the optimizer state (for --resume)",
                                             (NO_EQUIVALENT, "ftrecipe's checkpoints always hold the optimizer state")),
         "false only"),
-    Row("report_to", None, nothing_if(("none", []), "no tracker", (NO_EQUIVALENT, NO_TRACKING)), "none only"),
+    Row("report_to", "tracking.backends", _report_to,
+        "none -> no tracker; tensorboard, mlflow, wandb -> tracking.backends; others (swanlab, comet_ml, ...) not carried"),
+    Row("run_name", "tracking.run_name", _run_name, "the run's name"),
+    Row("use_swanlab", None, kind=NO_EQUIVALENT, how=f"SwanLab: {NOT_A_TRACKER}"),
     Row("per_device_train_batch_size", "training.batch_size", same, "examples per device per micro-batch"),
     Row("gradient_accumulation_steps", "training.gradient_accumulation", same, "micro-batches per step"),
     Row("learning_rate", "training.learning_rate", lambda value, ctx: float(value), "peak learning rate"),
@@ -218,11 +254,20 @@ DEFAULTS = (
     Default("training.log_every", 500, "logging_steps", 500, 10, f"{TRAINING_ARGS}#L1001-L1003"),
     Default("hardware.precision", "fp32", "bf16", False, "auto", f"{TRAINING_ARGS}#L874-L876",
             when=lambda source: source.get("fp16") is not True),
+    Default("tracking.wandb.mode", "online", "WANDB_MODE", "unset: W&B's own default, online", "offline", WANDB_MODE,
+            when=_reports_to("wandb"), note="with report_to: wandb; a LLaMA-Factory config has no mode key"),
+    Default("tracking.project", "huggingface", "WANDB_PROJECT", "unset: huggingface", None, f"{INTEGRATIONS}#L763",
+            when=_reports_to("wandb"), note="with report_to: wandb, the project Transformers' WandbCallback files runs in"),
+    Default("tracking.artifacts", False, "WANDB_LOG_MODEL", "unset: false (HF_MLFLOW_LOG_ARTIFACTS too)", True,
+            f"{INTEGRATIONS}#L709", when=_reports_to("wandb", "mlflow"),
+            note="with report_to: wandb or mlflow, Transformers uploads no model unless told"),
 )
 """LLaMA-Factory's (and Transformers' TrainingArguments') defaults that differ from ftrecipe's. Equal ones,
 pinned by the tests but not written: loss on completions only (train_on_prompt: false, data_args.py#L50),
 lora_target: all (finetuning_args.py#L81), the linear schedule (training_args.py#L788) without warm-up
-(training_args.py#L798), batch size 8 (training_args.py#L777)."""
+(training_args.py#L798), batch size 8 (training_args.py#L777), no tracker (report_to: "none", training_args.py#L1059-L1064).
+The W&B keys are Transformers' environment (a LLaMA-Factory config cannot set them): unset, W&B logs online
+(wandb_settings.py) to the project huggingface and Transformers uploads no model."""
 
 FORMAT = Format(
     name="llamafactory",

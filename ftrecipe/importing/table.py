@@ -35,6 +35,15 @@ class Nothing:
         self.why = why
 
 
+class Append:
+    """A converter's value for a list that several source keys build together (the trackers): its items are
+    added to the list, each once, and the key joins the ``# from:`` comment, where :meth:`Context.set` would
+    refuse a second, different value."""
+
+    def __init__(self, *items: Any) -> None:
+        self.items = items
+
+
 class Context:
     """What a converter may look at and report besides its return value (filled by the engine)."""
 
@@ -51,6 +60,11 @@ class Context:
 
     def set(self, recipe_key: str, value: Any, origin: str) -> None:
         """Write ``recipe_key``; ``origin`` is the ``key: value`` text of its ``# from:`` comment."""
+        if isinstance(value, Append):
+            before, comment = self.values.get(recipe_key, ([], ""))
+            merged = list(before) + [item for item in value.items if item not in before]
+            self.values[recipe_key] = (merged, f"{comment}; {origin}" if comment else f"from: {origin}")
+            return
         if recipe_key in self.values:
             before, comment = self.values[recipe_key]
             if before != value:
@@ -68,7 +82,7 @@ class Context:
 
 Converter = Callable[[Any, Context], Any]
 """``(value, context) -> recipe value``; or a dict of recipe keys when the row has no single target;
-or :class:`Nothing`; or raises :class:`NotCarried`."""
+or :class:`Nothing`; or raises :class:`NotCarried`. A value may be an :class:`Append` to a shared list."""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ftrecipe.importing.common import NOT_A_TRACKER
 from ftrecipe.importing.datasets import no_data
 from ftrecipe.importing.table import (
     DEFAULT_DIFFERS,
+    Append,
     NO_EQUIVALENT,
     OTHER_MEANING,
     Context,
@@ -136,6 +138,56 @@ def _component(table: dict[str, Any], what: str) -> Any:
     return convert
 
 
+LOGGERS = {"WandBLogger": "wandb", "TensorBoardLogger": "tensorboard", "MLFlowLogger": "mlflow",
+           "DiskLogger": None, "StdoutLogger": None}
+"""torchtune.training.metric_logging's loggers -> the tracker (None: the run folder's metrics.jsonl and the console)."""
+METRICS = f"{REPO}/torchtune/training/metric_logging.py"
+
+
+def _logger(source: Any) -> str:
+    """The metric logger's class name (DiskLogger where the config names none)."""
+    return str((source.get("metric_logger") or {}).get("_component_", "DiskLogger")).rsplit(".", 1)[-1]
+
+
+def _metric_logger(value: Any, ctx: Context) -> Any:
+    """WandBLogger, TensorBoardLogger, MLFlowLogger -> tracking.backends; DiskLogger, StdoutLogger are ftrecipe's own log."""
+    name = str(value).rsplit(".", 1)[-1]
+    if name not in LOGGERS:
+        raise NotCarried(NO_EQUIVALENT, f"{name}: {NOT_A_TRACKER}")
+    tracker = LOGGERS[name]
+    if tracker is None:
+        return Nothing("ftrecipe writes every step's metrics to metrics.jsonl in the run folder, and to the console")
+    if tracker == "tensorboard":
+        return {"tracking.backends": Append(tracker)}
+    return {"tracking.backends": Append(tracker), "tracking.artifacts": False}  # torchtune's loggers upload no model
+
+
+def _for(*loggers: str, convert: Any = same) -> Any:
+    """``convert`` for the keys of the given loggers; another logger takes no such argument."""
+
+    def wrapped(value: Any, ctx: Context) -> Any:
+        logger = _logger(ctx.source)
+        if logger not in LOGGERS:
+            raise NotCarried(NO_EQUIVALENT, f"an argument of torchtune's {logger}, which is not carried")
+        if logger not in loggers:
+            raise NotCarried(NO_EQUIVALENT, f"not an argument of torchtune's {logger}")
+        return convert(value, ctx)
+
+    wrapped.__doc__ = convert.__doc__
+    return wrapped
+
+
+def _wandb_mode(value: Any, ctx: Context) -> Any:
+    """online, offline (wandb.init's mode)."""
+    if str(value).lower() in ("online", "offline"):
+        return str(value).lower()
+    raise NotCarried(NO_EQUIVALENT, f"ftrecipe's W&B modes are offline and online, not {value}")
+
+
+def _uses_wandb(source: Any) -> bool:
+    return _logger(source) == "WandBLogger"
+
+
 def _is_lora(source: Any) -> bool:
     return _builder(source.get("model", {}).get("_component_", ""))[0] != "full"
 
@@ -203,9 +255,26 @@ ROWS = (
     Row("gradient_accumulation_steps", "training.gradient_accumulation", same, "micro-batches per step"),
     Row("clip_grad_norm", "training.max_grad_norm", same, "gradient clipping"),
     Row("compile", "training.compile", same, "torch.compile"),
-    Row("metric_logger._component_", None, lambda value, ctx: Nothing("ftrecipe logs to the run folder"),
-        "ftrecipe logs to the run folder"),
-    Row("metric_logger.log_dir", None, lambda value, ctx: Nothing("inside the run folder"), "inside the run folder"),
+    Row("metric_logger._component_", None, _metric_logger,
+        "WandBLogger -> wandb, TensorBoardLogger -> tensorboard, MLFlowLogger -> mlflow (no model upload, as torchtune); "
+        "DiskLogger, StdoutLogger: ftrecipe's own metrics.jsonl"),
+    Row("metric_logger.log_dir", None, lambda value, ctx: Nothing("ftrecipe writes the log and each tracker's files "
+                                                                   "inside the run folder"), "inside the run folder"),
+    Row("metric_logger.filename", None, lambda value, ctx: Nothing("ftrecipe's log is metrics.jsonl"), "metrics.jsonl"),
+    Row("metric_logger.output_fmt", None, lambda value, ctx: Nothing("ftrecipe's log is metrics.jsonl"), "metrics.jsonl"),
+    Row("metric_logger.organize_logs", None, _for("TensorBoardLogger", convert=lambda value, ctx: Nothing(
+        "ftrecipe writes TensorBoard's events under tensorboard/<run name>/")), "a folder per run, as ftrecipe"),
+    Row("metric_logger.project", "tracking.project", _for("WandBLogger"), "the W&B project"),
+    Row("metric_logger.entity", "tracking.wandb.entity", _for("WandBLogger"), "the W&B team or user"),
+    Row("metric_logger.name", "tracking.run_name", _for("WandBLogger"), "the run's name (wandb.init)"),
+    Row("metric_logger.tags", "tracking.tags", _for("WandBLogger"), "the run's tags (wandb.init)"),
+    Row("metric_logger.mode", "tracking.wandb.mode", _for("WandBLogger", convert=_wandb_mode), "online, offline"),
+    Row("metric_logger.group", None, kind=NO_EQUIVALENT, how="ftrecipe does not group W&B runs"),
+    Row("metric_logger.experiment_name", "tracking.project", _for("MLFlowLogger"), "the MLflow experiment"),
+    Row("metric_logger.tracking_uri", "tracking.mlflow.tracking_uri", _for("MLFlowLogger"), "the MLflow server or store"),
+    Row("metric_logger.run_name", "tracking.run_name", _for("MLFlowLogger"), "the run's name"),
+    Row("metric_logger.run_id", None, kind=NO_EQUIVALENT,
+        how="ftrecipe starts its own MLflow run, and --resume reopens it"),
     Row("log_every_n_steps", "training.log_every", same, "log every N steps"),
     Row("log_peak_memory_stats", None, kind=NO_EQUIVALENT, how="ftrecipe's log has no peak-memory switch"),
     Row("log_level", None, kind=NO_EQUIVALENT, how="ftrecipe run --quiet / --debug decide"),
@@ -230,10 +299,15 @@ DEFAULTS = (
     Default("data.max_length", _context_length, "tokenizer.max_seq_len", "null: the model's context length", 1024,
             f"{REPO}/torchtune/models/llama2/_model_builders.py#L109", when=_model_known),
     Default("training.log_every", 1, "log_every_n_steps", 1, 10, f"{REPO}/recipes/lora_finetune_single_device.py#L150"),
+    Default("tracking.project", "torchtune", "metric_logger.project", "torchtune", None, f"{METRICS}#L264",
+            when=_uses_wandb, note="WandBLogger's project"),
+    Default("tracking.wandb.mode", "online", "metric_logger.mode", "unset: W&B's own default, online", "offline",
+            f"{METRICS}#L290-L296", when=_uses_wandb, note="WandBLogger hands wandb.init no mode unless the config does"),
 )
 """torchtune's defaults that differ from ftrecipe's. Equal, pinned by the tests but not written: activation
 checkpointing off (lora_finetune_single_device.py#L180-L182). Not expressible: the alpaca builders' loss on the
-prompt (train_on_input: true, _alpaca.py#L23), reported as not carried over."""
+prompt (train_on_input: true, _alpaca.py#L23), reported as not carried over. W&B's own default mode, online: see
+``common.WANDB_MODE``."""
 
 FORMAT = Format(
     name="torchtune",

@@ -33,6 +33,12 @@ REAL = {
     "llamafactory/llama3_lora_sft.yaml": "llamafactory",
     "ultralytics/yolo11n-finetune.yaml": "ultralytics",
 }
+WRITTEN = {  # written for these tests: each tool's tracker keys
+    "axolotl/trackers.yml": "axolotl",
+    "llamafactory/trackers.yaml": "llamafactory",
+    "torchtune/trackers.yaml": "torchtune",
+}
+ALL = {**REAL, **WRITTEN}
 
 
 def imported(fmt: str, text: str, source: str = "config.yml", recipe: str = "recipe.yaml") -> tuple[Imported, str]:
@@ -72,7 +78,7 @@ def comments(recipe: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def real() -> dict[str, tuple[Imported, str, Any]]:
     out = {}
-    for name, fmt in REAL.items():
+    for name, fmt in ALL.items():
         text = (CONFIGS / name).read_text()
         out[name] = (*imported(fmt, text, f"tests/fixtures/foreign_configs/{name}"), load_yaml(text).data)
     return out
@@ -81,10 +87,10 @@ def real() -> dict[str, tuple[Imported, str, Any]]:
 # ---------------------------------------------------------------- the real configs
 
 
-@pytest.mark.parametrize("name", REAL)
+@pytest.mark.parametrize("name", ALL)
 def test_a_real_config_imports_with_every_key_explained_and_the_recipe_validates(real, name):
     result, recipe, source = real[name]
-    fmt = get_format(REAL[name])
+    fmt = get_format(ALL[name])
     accounted = set(result.carried) | {k for k, _ in result.kept} | {d.key for d in result.dropped} | set(result.empty)
     for key in leaves(source):
         parts = key.split(".")
@@ -114,6 +120,16 @@ def test_the_llama2_qlora_recipe_says_where_each_value_came_from(real):
     assert "#   optimizer: 32-bit AdamW, but not paged" in recipe  # carried, with what differs said
     assert [(d.key, d.mark.line) for d in result.dropped] == [("tf32", 44), ("evals_per_epoch", 52)]
     assert "wandb_project" in result.empty and "lora_model_dir" in result.empty
+    assert not [key for key in result.values if key.startswith("tracking.")]  # empty wandb_* keys: no tracker
+
+
+def test_the_real_configs_without_a_tracker_import_none(real):
+    """torchtune's DiskLogger is ftrecipe's own metrics.jsonl; LLaMA-Factory's report_to: none is no tracker."""
+    for name, key, why in (("torchtune/7B_lora_single_device.yaml", "metric_logger._component_", "metrics.jsonl"),
+                           ("llamafactory/llama3_lora_sft.yaml", "report_to", "no tracker")):
+        result, recipe, _ = real[name]
+        assert why in dict(result.kept)[key], name
+        assert not [target for target in result.values if target.startswith("tracking.")] and "\ntracking:" not in recipe
 
 
 def test_the_falcon_qlora_lists_what_it_cannot_carry_at_the_top_and_on_the_console(tmp_path, capsys):
@@ -203,10 +219,11 @@ def test_a_folder_imports_every_config_with_one_summary_line_each(tmp_path, caps
     out = tmp_path / "recipes"
     assert main(["import", "axolotl", str(CONFIGS / "axolotl"), "-o", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert sorted(p.name for p in out.iterdir()) == ["falcon-qlora.yaml", "llama-2-qlora.yaml", "tiny-llama-lora.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == ["falcon-qlora.yaml", "llama-2-qlora.yaml", "tiny-llama-lora.yaml",
+                                                     "trackers.yaml"]
     summaries = [line for line in lines if " -> " in line]
-    assert len(summaries) == 3 and all(line.endswith("; validates") for line in summaries)
-    assert lines[-1] == "3 configs: 3 imported, 0 refused or invalid"
+    assert len(summaries) == 4 and all(line.endswith("; validates") for line in summaries)
+    assert lines[-1] == "4 configs: 4 imported, 0 refused or invalid"
 
 
 def test_configs_of_the_same_name_in_different_folders_get_their_folder_in_front(tmp_path, capsys):
@@ -300,6 +317,8 @@ LLAMAFACTORY = "https://github.com/hiyouga/LLaMA-Factory/blob/000526908ae92cc156
 TRANSFORMERS = "https://github.com/huggingface/transformers/blob/v5.25.0/src/transformers/training_args.py"
 TORCHTUNE = "https://github.com/pytorch/torchtune/blob/bd2a0fc7c31430972728494fa01aaeeb0ebf1ba1"
 ULTRALYTICS = "https://github.com/ultralytics/ultralytics/blob/v8.4.190/ultralytics/cfg/default.yaml"
+INTEGRATIONS = "https://github.com/huggingface/transformers/blob/v5.25.0/src/transformers/integrations/integration_utils.py"
+WANDB_SETTINGS = "https://github.com/wandb/wandb/blob/v0.31.0/wandb/sdk/wandb_settings.py"
 
 PINNED = {
     "axolotl": {  # the config schema's field defaults, and the trainer builder's warm-up when none is set
@@ -310,6 +329,9 @@ PINNED = {
         "data.max_length": (512, f"{AXOLOTL}/utils/schemas/config.py#L665-L670"),  # sequence_len default=512
         "data.eval_fraction": (0.0, f"{AXOLOTL}/utils/schemas/config.py#L1084-L1089"),  # val_set_size default=0.0
         "training.batch_size": (1, f"{AXOLOTL}/utils/schemas/training.py#L77-L82"),  # micro_batch_size default=1
+        # with W&B on: WANDB_MODE is exported only from a set wandb_mode, so W&B's own default (online) applies
+        "tracking.wandb.mode": ("online", f"{AXOLOTL}/utils/wandb_.py#L8-L18"),
+        "tracking.artifacts": (False, f"{INTEGRATIONS}#L709"),  # WandbLogModel(os.getenv("WANDB_LOG_MODEL", "false"))
     },
     "llamafactory": {  # hparams dataclasses; the rest from Transformers' TrainingArguments
         "freeze.strategy": ("lora", f"{LLAMAFACTORY}/finetuning_args.py#L464-L467"),  # finetuning_type default "lora"
@@ -324,6 +346,10 @@ PINNED = {
         "training.epochs": (3.0, f"{TRANSFORMERS}#L778"),
         "training.log_every": (500, f"{TRANSFORMERS}#L1001-L1003"),
         "hardware.precision": ("fp32", f"{TRANSFORMERS}#L874-L876"),  # bf16 (and fp16) default False
+        # with report_to: wandb, Transformers' environment unset
+        "tracking.wandb.mode": ("online", f"{WANDB_SETTINGS}#L400-L403"),  # mode: ... = Field(default="online")
+        "tracking.project": ("huggingface", f"{INTEGRATIONS}#L763"),  # os.getenv("WANDB_PROJECT", "huggingface")
+        "tracking.artifacts": (False, f"{INTEGRATIONS}#L709"),
     },
     "torchtune": {  # the model builder's signature and the recipe's cfg.get defaults
         "freeze.lora.r": (8, f"{TORCHTUNE}/torchtune/models/llama2/_model_builders.py#L69"),
@@ -333,6 +359,9 @@ PINNED = {
         "data.packing": (False, f"{TORCHTUNE}/torchtune/datasets/_alpaca.py#L24"),
         "data.max_length": (4096, f"{TORCHTUNE}/torchtune/models/llama2/_model_builders.py#L109"),
         "training.log_every": (1, f"{TORCHTUNE}/recipes/lora_finetune_single_device.py#L150"),
+        # WandBLogger(project: str = "torchtune", ...) hands wandb.init no mode unless given one
+        "tracking.project": ("torchtune", f"{TORCHTUNE}/torchtune/training/metric_logging.py#L264"),
+        "tracking.wandb.mode": ("online", f"{TORCHTUNE}/torchtune/training/metric_logging.py#L290-L296"),
     },
     "ultralytics": {  # ultralytics/cfg/default.yaml
         "training.epochs": (100, f"{ULTRALYTICS}#L12"),
@@ -355,6 +384,13 @@ MINIMAL = {  # the least each tool needs; every other key is left to the tool's 
 }
 
 
+TRACKED = {  # a W&B run, so the tracker defaults apply (tensorboard, mlflow-skinny and wandb are dev dependencies)
+    "axolotl": "wandb_project: llama-sft\n",
+    "llamafactory": "report_to: wandb\n",
+    "torchtune": "metric_logger: {_component_: torchtune.training.metric_logging.WandBLogger}\n",
+}
+
+
 def ftrecipe_default(recipe: Any, dotted: str) -> Any:
     node = recipe
     for part in dotted.split("."):
@@ -367,7 +403,7 @@ def test_the_source_tools_defaults_are_pinned_cited_and_written_where_ftrecipe_d
     table = get_format(fmt)
     assert {d.target: d.citation for d in table.defaults} == {target: cite for target, (_, cite) in PINNED[fmt].items()}
     assert all(d.value == PINNED[fmt][d.target][0] for d in table.defaults if not callable(d.value))
-    result, recipe = imported(fmt, MINIMAL[fmt])
+    result, recipe = imported(fmt, MINIMAL[fmt] + TRACKED.get(fmt, ""))
     notes = comments(recipe)
     assert validate_text(recipe, source="recipe.yaml").ok
     for target, (value, citation) in PINNED[fmt].items():
@@ -455,3 +491,125 @@ def test_axolotl_lora_without_rank_alpha_or_targets_says_what_the_recipe_takes_i
     assert "the recipe takes ftrecipe's alpha: 32" in recipe
     assert result.values["freeze.lora.target_modules"][0] == ["q_proj", "v_proj"]
     assert comments(recipe)["freeze.lora.target_modules"] == "axolotl default where the config sets none: PEFT's targets for llama"
+
+
+# ---------------------------------------------------------------- experiment trackers
+
+
+def tracking(result: Imported) -> dict[str, Any]:
+    """The recipe's tracking keys (without the section's name) and their values."""
+    return {key.removeprefix("tracking."): value for key, (value, _) in result.values.items() if key.startswith("tracking.")}
+
+
+def test_axolotl_trackers_become_the_tracking_section_logged_online_as_axolotl_does(real):
+    """wandb_project turns W&B on (utils/wandb_.py#L16-L18); without wandb_mode W&B logs online, so the recipe says
+    online (ftrecipe's default is offline); an MLflow experiment named like the W&B project is the same project."""
+    result, recipe, _ = real["axolotl/trackers.yml"]
+    assert tracking(result) == {"backends": ["wandb", "tensorboard", "mlflow"], "project": "llama-2-sft",
+                                "wandb.entity": "my-team", "wandb.mode": "online", "run_name": "lora-r16",
+                                "artifacts": True, "mlflow.tracking_uri": "http://127.0.0.1:5000"}
+    notes = comments(recipe)
+    assert notes["tracking.backends"] == ("from: wandb_project: llama-2-sft; use_tensorboard: true; use_mlflow: true; "
+                                          "mlflow_experiment_name: llama-2-sft")
+    assert notes["tracking.project"] == "from: wandb_project: llama-2-sft; mlflow_experiment_name: llama-2-sft"
+    assert notes["tracking.wandb.mode"] == "axolotl default where the config sets none: wandb_mode: null: W&B's own default, online"
+    assert notes["tracking.artifacts"] == "from: wandb_log_model: end"
+    assert [(d.key, d.mark.line) for d in result.dropped] == [("wandb_watch", 17)]
+    assert "histograms" in result.dropped[0].reason
+    assert "wandb_name" in dict(result.kept)["mlflow_run_name"] and "wandb_run_id" in result.empty
+    assert validate_text(recipe, source="recipe.yaml").recipe.tracking.wandb.mode == "online"
+
+
+@pytest.mark.parametrize("text, expected, kept", [
+    ("wandb_project: p\nwandb_mode: offline\n", {"backends": ["wandb"], "project": "p", "wandb.mode": "offline",
+                                                "artifacts": False}, set()),
+    ("wandb_project: p\nwandb_mode: disabled\nwandb_entity: t\n", {}, {"wandb_project", "wandb_mode", "wandb_entity"}),
+    ("wandb_project: p\nwandb_run_id: abc123\n", {"backends": ["wandb"], "project": "p", "run_name": "abc123",
+                                                  "wandb.mode": "online", "artifacts": False}, set()),
+    ("mlflow_experiment_name: exp\nmlflow_run_name: r\nhf_mlflow_log_artifacts: true\nwandb_name: unused\n",
+     {"backends": ["mlflow"], "project": "exp", "run_name": "r", "artifacts": True}, {"wandb_name"}),
+    ("use_tensorboard: true\nuse_mlflow: false\n", {"backends": ["tensorboard"]}, {"use_mlflow"}),
+])
+def test_axolotl_tracker_keys_mean_in_the_recipe_what_they_mean_in_axolotl(text, expected, kept):
+    result, recipe = imported("axolotl", MINIMAL["axolotl"] + text)
+    assert tracking(result) == expected
+    assert kept <= {key for key, _ in result.kept}
+    assert not [d for d in result.dropped if d.key not in ("lora_r", "lora_alpha")]
+    assert validate_text(recipe, source="recipe.yaml").ok
+
+
+def test_axolotl_trackers_that_disagree_are_reported_not_merged():
+    """One recipe switch for the model upload, one project for every tracker."""
+    text = ("wandb_project: p\nwandb_log_model: end\nuse_mlflow: true\nhf_mlflow_log_artifacts: false\n"
+            "mlflow_experiment_name: other\nwandb_watch: all\n")
+    result, recipe = imported("axolotl", MINIMAL["axolotl"] + text)
+    assert tracking(result)["artifacts"] is True and tracking(result)["project"] == "p"
+    assert tracking(result)["backends"] == ["wandb", "mlflow"]
+    dropped = {d.key: d.reason for d in result.dropped}
+    assert "tracking.artifacts is already True" in dropped["hf_mlflow_log_artifacts"] and "wandb_watch" in dropped
+    assert "named p (wandb_project)" in dict(result.notes)["mlflow_experiment_name"]
+    assert validate_text(recipe, source="recipe.yaml").ok
+
+
+def test_llamafactory_report_to_carries_ftrecipes_trackers_and_names_the_others(real):
+    """Transformers' report_to (default "none", training_args.py#L1059-L1064): W&B with its environment unset logs
+    online to the project huggingface, and no tracker uploads the model; SwanLab is not one of ftrecipe's trackers."""
+    result, recipe, _ = real["llamafactory/trackers.yaml"]
+    assert tracking(result) == {"backends": ["wandb", "mlflow"], "run_name": "llama3-lora", "wandb.mode": "online",
+                                "project": "huggingface", "artifacts": False}
+    notes = comments(recipe)
+    assert notes["tracking.backends"] == 'from: report_to: ["wandb", "mlflow", "swanlab"]'
+    assert notes["tracking.wandb.mode"].startswith("LLaMA-Factory default where the config sets none: WANDB_MODE: ")
+    [item] = result.dropped
+    assert (item.key, item.mark.line) == ("report_to", 9) and item.reason.startswith("swanlab: ftrecipe's trackers are")
+    assert "#   report_to: " in recipe
+
+
+@pytest.mark.parametrize("text, expected, dropped", [
+    ("report_to: tensorboard\nrun_name: r\n", {"backends": ["tensorboard"], "run_name": "r"}, None),
+    ("report_to: [mlflow]\n", {"backends": ["mlflow"], "artifacts": False}, None),
+    ("report_to: [none]\nrun_name: r\n", {}, None),
+    ("report_to: all\n", {}, "every tracker installed"),
+    ("report_to: comet_ml\n", {}, "comet_ml: ftrecipe's trackers are"),
+])
+def test_llamafactory_report_to_values(text, expected, dropped):
+    result, recipe = imported("llamafactory", MINIMAL["llamafactory"] + text)
+    assert tracking(result) == expected
+    reasons = [d.reason for d in result.dropped if d.key == "report_to"]
+    assert reasons == [] if dropped is None else (len(reasons) == 1 and dropped in reasons[0]), reasons
+    assert validate_text(recipe, source="recipe.yaml").ok
+
+
+def test_torchtune_wandb_logger_becomes_the_tracking_section(real):
+    """WandBLogger passes its arguments to wandb.init (metric_logging.py#L290-L296): no mode means W&B's online."""
+    result, recipe, _ = real["torchtune/trackers.yaml"]
+    assert tracking(result) == {"backends": ["wandb"], "artifacts": False, "project": "llama2-lora",
+                                "wandb.entity": "my-team", "wandb.mode": "online", "tags": ["lora", "alpaca"]}
+    notes = comments(recipe)
+    assert notes["tracking.backends"] == "from: metric_logger._component_: torchtune.training.metric_logging.WandBLogger"
+    assert notes["tracking.wandb.mode"].startswith("torchtune default where the config sets none: metric_logger.mode: ")
+    assert [(d.key, d.mark.line) for d in result.dropped] == [("metric_logger.group", 19)]
+    assert "metric_logger.log_dir" in dict(result.kept)
+
+
+@pytest.mark.parametrize("logger, expected, dropped", [
+    ("{_component_: torchtune.training.metric_logging.MLFlowLogger, experiment_name: e, tracking_uri: 'sqlite:///m.db', "
+     "run_name: r}", {"backends": ["mlflow"], "artifacts": False, "project": "e", "mlflow.tracking_uri": "sqlite:///m.db",
+                      "run_name": "r"}, []),
+    ("{_component_: torchtune.training.metric_logging.TensorBoardLogger, log_dir: /tmp/tb, organize_logs: true}",
+     {"backends": ["tensorboard"]}, []),
+    ("{_component_: torchtune.training.metric_logging.WandBLogger, project: p, mode: offline}",
+     {"backends": ["wandb"], "artifacts": False, "project": "p", "wandb.mode": "offline"}, []),
+    ("{_component_: torchtune.training.metric_logging.TensorBoardLogger, log_dir: /tmp/tb, project: p}",
+     {"backends": ["tensorboard"]}, ["metric_logger.project"]),
+    ("{_component_: torchtune.training.metric_logging.CometLogger, project: p}", {}, ["metric_logger._component_",
+                                                                                      "metric_logger.project"]),
+])
+def test_torchtune_metric_loggers(logger, expected, dropped):
+    result, recipe = imported("torchtune", MINIMAL["torchtune"] + f"metric_logger: {logger}\n")
+    assert tracking(result) == expected
+    assert [d.key for d in result.dropped if d.key.startswith("metric_logger")] == dropped
+    if "metric_logger.project" in dropped:
+        assert ("which is not carried" if "Comet" in logger else "not an argument of torchtune's TensorBoardLogger") in \
+            next(d.reason for d in result.dropped if d.key == "metric_logger.project")
+    assert validate_text(recipe, source="recipe.yaml").ok
