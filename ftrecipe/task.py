@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from ftrecipe.data import DataReport, DatasetSplits
 from ftrecipe.errors import RecipeRuntimeError
@@ -66,6 +66,14 @@ class TaskContext:
     which the recipe then also says) or a pickled file's (``torch.load`` without ``weights_only``).
     True for `ftrecipe run`; for `plan` and `diff` only with ``--trust-remote-code``. Where it is False,
     raise :class:`~ftrecipe.hub.RemoteCodeRefused` instead of reading such a file."""
+    evaluation: Literal["before", "periodic", "after"] | None = None
+    """Which evaluation the common loop is running while it calls :meth:`ModalityTask.evaluate`:
+    ``before`` (the base model, ``evaluation.before_training``), ``periodic`` (each ``training.eval_every``)
+    or ``after`` (the final model); None outside an evaluation. A costly extra measure can run only at
+    ``before`` and ``after``, and a comparison knows its baseline. A resumed run skips ``before`` (it was
+    measured before the interruption): keep what a later evaluation compares with in the run's folder.
+    A task with its own loop calls ``evaluate`` itself and so knows which it is; the runner leaves this
+    None there (set it in ``fit`` around your own calls if your ``evaluate`` reads it)."""
 
     @property
     def seed(self) -> int:
@@ -95,6 +103,11 @@ class EvalResult:
     """Predictions next to references (worst first where that means something)."""
     images: dict[str, Any] = field(default_factory=dict)
     """Name -> PIL image (for image generators: sample grids)."""
+    report: dict[str, Any] = field(default_factory=dict)
+    """Tables beyond the scalar metrics (per group, per benchmark task; before, after and the change),
+    JSON-serialisable: the final evaluation's is ``eval_report`` in summary.json (the trackers get it
+    with the summary). Keys are the task's (name them after the recipe key that asked for them);
+    ``metrics`` stay scalars, the numbers runs are compared by."""
 
 
 @dataclass
@@ -180,8 +193,9 @@ class TrainSession(Protocol):
     def log(self, step: int, *, loss: float, lr: float, epoch: float, **extra: float) -> None:
         """A logged training step: metrics.jsonl, the progress display and the callbacks."""
 
-    def evaluation(self, when: str, step: int, result: EvalResult) -> None:
-        """``when``: ``before`` (the base model), ``periodic``, or ``after`` (the final model)."""
+    def evaluation(self, when: Literal["before", "periodic", "after"], step: int, result: EvalResult) -> None:
+        """``when``: ``before`` (the base model), ``periodic``, or ``after`` (the final model); the
+        ``after`` result's ``report`` becomes summary.json's ``eval_report``."""
 
     def checkpoint(self, step: int, epoch: int = 0) -> AbstractContextManager[Path]:
         """All processes enter; yields an empty directory for the task's state, which becomes

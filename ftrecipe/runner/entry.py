@@ -346,7 +346,8 @@ class Run:
         print(f"\ninterrupted: {where}\nresume with: {command}", file=sys.stderr, flush=True)
 
     def finish(self, outcome: FitResult) -> None:
-        """The model in its native format, summary.json, the model card and the loss curve."""
+        """The model in its native format, summary.json (with the final evaluation's report as
+        ``eval_report``), the model card and the loss curve."""
         from ftrecipe.freeze import FreezeReport
 
         recipe, accelerator, output_dir = self.recipe, self.accelerator, self.output_dir
@@ -360,6 +361,8 @@ class Run:
             "modality": recipe.model.modality,
             "eval_before": outcome.eval_before,
             "eval_after": outcome.eval_after.metrics if outcome.eval_after else None,
+            # the final evaluation's tables beyond its metrics (EvalResult.report): per group, per task
+            "eval_report": (outcome.eval_after.report or None) if outcome.eval_after else None,
             "steps": outcome.steps,
             "epochs_completed": outcome.epochs,
             "samples": outcome.samples,

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import accelerate.optimizer
 import torch
@@ -174,10 +174,10 @@ class CommonLoop:
         self.reporter.info(f"resuming from {found.name}: step {self.state.step}, epoch {self.state.epoch + 1}")
 
     # -- evaluation ----------------------------------------------------------------------------
-    def evaluate(self) -> EvalResult | None:
+    def evaluate(self, when: Literal["before", "periodic", "after"]) -> EvalResult | None:
         """The task's evaluation on the main process, the others waiting; a sharded model is
         evaluated by every process in step (each forward gathers the weights from all of them), and
-        the main process's result is kept."""
+        the main process's result is kept. ``ctx.evaluation`` says ``when`` while the task evaluates."""
         data = self.data
         if data.eval is None or len(data.eval) == 0:
             return None
@@ -185,8 +185,13 @@ class CommonLoop:
         if self.main or self.sharded:
             unwrapped = self.accelerator.unwrap_model(self.model)
             unwrapped.eval()
-            with torch.no_grad(), eager(self.training.compile):
-                result = self.task.evaluate(unwrapped, data, max_examples=self.recipe.evaluation.max_examples)
+            ctx = self.task.ctx
+            ctx.evaluation = when
+            try:
+                with torch.no_grad(), eager(self.training.compile):
+                    result = self.task.evaluate(unwrapped, data, max_examples=self.recipe.evaluation.max_examples)
+            finally:
+                ctx.evaluation = None
             unwrapped.train()
         self.accelerator.wait_for_everyone()
         return result if self.main else None
@@ -195,7 +200,7 @@ class CommonLoop:
         state = self.state
         if state.step != 0 or not self.recipe.evaluation.before_training or state.eval_before is not None:
             return
-        before = self.evaluate()
+        before = self.evaluate("before")
         if before is not None:
             state.eval_before = before.metrics
             self.reporter.evaluation("eval before training", before.metrics)
@@ -204,7 +209,7 @@ class CommonLoop:
                 self.metrics_log.samples("eval_before", 0, before)
 
     def evaluate_periodically(self) -> None:
-        result = self.evaluate()
+        result = self.evaluate("periodic")
         if result is not None:
             self.reporter.evaluation(f"eval at step {self.state.step}", result.metrics)
             if self.main:
@@ -337,7 +342,7 @@ class CommonLoop:
         state = self.state
         if self.saved_step != state.step:  # unless the last step was just checkpointed
             self.checkpoint()
-        after = self.evaluate()
+        after = self.evaluate("after")
         if after is not None:
             self.reporter.evaluation("eval after training", after.metrics, state.eval_before)
             if self.main:

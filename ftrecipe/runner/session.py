@@ -3,8 +3,10 @@
 Logged steps land in ``metrics.jsonl``, the progress display and the callbacks exactly as the common
 loop's do (from the main process only); checkpoints go through the one atomic writer; Ctrl-C and
 SIGTERM become :meth:`RunnerSession.should_stop`, agreed on by every process; evaluations become
-``eval_before`` / ``eval_after``. The runner then writes the same summary, model card and loss curve
-as for any run.
+``eval_before`` / ``eval_after`` (the ``after`` result's report becomes summary.json's ``eval_report``).
+The task calls its ``evaluate`` itself, so it knows which evaluation runs: ``TaskContext.evaluation``
+is the common loop's way of telling it, and stays None here. The runner then writes the same summary,
+model card and loss curve as for any run.
 """
 
 from __future__ import annotations

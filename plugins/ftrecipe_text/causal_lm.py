@@ -66,7 +66,6 @@ class CausalLMTask(ModalityTask):
 
             self.harness = Harness(settings, base_dir=ctx.base_dir, smoke=ctx.smoke, seed=ctx.seed)
             self.harness_report = Report(ctx.output_dir, write=ctx.is_main_process)
-            self.harness_runs = 0
 
     # -- data ----------------------------------------------------------------------------------
     def _render(self, rows: list, report: DataReport, split: str) -> list[tuple[str, str, Any]]:
@@ -195,11 +194,13 @@ class CausalLMTask(ModalityTask):
         if total_tokens:
             metrics["eval_loss"] = total_loss / total_tokens
             metrics["perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
-        if self.harness is not None:
-            metrics.update(self.harness_metrics(model))
+        report: dict[str, Any] = {}
+        if self.harness is not None and self.ctx.evaluation != "periodic":  # costly: the base and final models only
+            harness_metrics, report["lm_eval"] = self.harness_scores(model)
+            metrics.update(harness_metrics)
         wanted = [m for m in self.recipe.evaluation.metrics or [] if m in NORMALIZERS]
         if not wanted:
-            return EvalResult(metrics)
+            return EvalResult(metrics, report=report)
         pairs = self.eval_pairs[:limit]
         predictions = self.generate(model, [p for p, _, _ in pairs])
         references = [c for _, c, _ in pairs]
@@ -213,21 +214,21 @@ class CausalLMTask(ModalityTask):
             for (p, _, _), r, g in zip(pairs, references, predictions)
         ]
         samples.sort(key=lambda s: s["match"])  # misses first: they are what people need to read
-        return EvalResult(metrics, samples=samples[: self.recipe.evaluation.samples])
+        return EvalResult(metrics, samples=samples[: self.recipe.evaluation.samples], report=report)
 
-    def harness_metrics(self, model: torch.nn.Module) -> dict[str, float]:
-        """The lm-eval tasks' main metrics (and their change since the base model), a warning for each
-        task that got worse. A fresh run's first evaluation is the base model's (``before_training``)."""
+    def harness_scores(self, model: torch.nn.Module) -> tuple[dict[str, float], dict[str, Any]]:
+        """The lm-eval tasks' main metrics, and per task its score before and after training and the
+        change (the evaluation's ``report["lm_eval"]``); a warning for each task that got worse. The
+        runner says which evaluation this is: the one ``before`` training is the base model's."""
         from ftrecipe_text.harness import LOG_FILE
 
-        report, ctx = self.harness_report, self.ctx
-        is_before = self.recipe.evaluation.before_training and report.before is None and self.harness_runs == 0
-        self.harness_runs += 1
+        ctx = self.ctx
         log = ctx.output_dir.resolve() / LOG_FILE if ctx.is_main_process and ctx.output_dir.is_dir() else None
-        metrics, worse = report.record(self.harness.evaluate(model, self.tokenizer, log), is_before=is_before)
+        scores = self.harness.evaluate(model, self.tokenizer, log)
+        metrics, report, worse = self.harness_report.record(scores, is_before=ctx.evaluation == "before")
         for line in worse:
             ctx.warn(line)
-        return metrics
+        return metrics, report
 
     def generate(self, model: torch.nn.Module, prompts: list[str], batch_size: int = 16) -> list[str]:
         """Greedy (or beam) completions of ``prompts``, batched with left padding."""

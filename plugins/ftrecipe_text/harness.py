@@ -1,10 +1,12 @@
 """EleutherAI's lm-eval harness on the causal LM, before and after training.
 
 Exact match measures what the fine-tune was for; the harness's tasks measure what it may have cost (a
-regression on general ability). Each task's main metric goes into the evaluation's metrics as
-``lm_eval/<task>/<metric>`` (so into ``summary.json``, ``metrics.jsonl`` and the trackers), with
-``..._delta`` against the base model once that is known; ``lm_eval.json`` in the run's folder keeps
-every metric before and after, and a task that got worse is said on the console.
+regression on general ability). It runs at the evaluations before and after training only (the runner
+says which, ``TaskContext.evaluation``), not the periodic ones: a benchmark costs far more than the
+eval loss. Each task's main metric goes into the evaluation's metrics as ``lm_eval/<task>/<metric>`` (so
+into ``summary.json``, ``metrics.jsonl`` and the trackers); per task the score before and after and the
+change are the evaluation's report ``lm_eval`` (summary.json's ``eval_report.lm_eval``); ``lm_eval.json``
+in the run's folder keeps every metric before and after, and a task that got worse is said on the console.
 
 The harness runs in-process on the model being trained (for LoRA the adapted model, which scores as the
 merged one does), offline unless the recipe says otherwise, with the training's random state left as it
@@ -272,11 +274,14 @@ class Report:
             kept = {name: entry["before"] for name, entry in stored.items() if entry.get("before")}
             self.before = {name: TaskScore(**score) for name, score in kept.items()} or None
 
-    def record(self, scores: dict[str, TaskScore], *, is_before: bool) -> tuple[dict[str, float], list[str]]:
-        """The evaluation's metrics, and a line for each task that scores worse than the base model."""
+    def record(self, scores: dict[str, TaskScore], *, is_before: bool) -> tuple[dict[str, float], dict[str, Any], list[str]]:
+        """The evaluation's metrics (each task's main one), its report (per task: the metric, the base model's
+        score, this one and the change; ``before`` only, for the base model's own evaluation) and a line for
+        each task that scores worse than the base model."""
         if is_before:
             self.before = scores
         metrics: dict[str, float] = {}
+        report: dict[str, Any] = {}
         worse: list[str] = []
         tasks: dict[str, Any] = {}
         for name, score in scores.items():
@@ -284,18 +289,23 @@ class Report:
             base = None if is_before or self.before is None else self.before.get(name)
             entry: dict[str, Any] = {"metric": score.metric, "before": asdict(base) if base else None,
                                      "after": None if is_before else asdict(score)}
+            shown: dict[str, Any] = {"metric": score.metric, "higher_is_better": score.higher_is_better,
+                                     "examples": score.examples, "before": None, "after": None, "delta": None, "worse": None}
             if is_before:
                 entry["before"] = asdict(score)
+                shown["before"] = score.value
+            else:
+                shown["after"] = score.value
             if base is not None and base.metric == score.metric:
                 delta = score.value - base.value
-                metrics[f"{PREFIX}/{name}/{score.metric}_delta"] = delta
                 got_worse = delta < 0 if score.higher_is_better else delta > 0
                 entry.update(delta=delta, worse=got_worse)
+                shown.update(before=base.value, delta=delta, worse=got_worse)
                 if got_worse:
                     worse.append(f"lm-eval {name}: {score.metric} {base.value:.4g} -> {score.value:.4g} ({delta:+.4g}), "
                                  "worse than the base model")
-            tasks[name] = entry
+            tasks[name], report[name] = entry, shown
         if self.write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"tasks": tasks}, indent=2) + "\n", encoding="utf-8")
-        return metrics, worse
+        return metrics, report, worse

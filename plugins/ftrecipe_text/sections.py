@@ -49,8 +49,9 @@ class TextClassificationModel(ModelSection):
 
 
 class LmEvalSettings(Section):
-    """Tasks of EleutherAI's lm-eval harness, run on the model at every evaluation (before training, each
-    ``training.eval_every``, after): a regression on general ability shows next to the fine-tune's gain.
+    """Tasks of EleutherAI's lm-eval harness, run on the model at the evaluations before and after training
+    (not at the periodic ones of ``training.eval_every``: a benchmark costs far more than the eval loss):
+    a regression on general ability shows next to the fine-tune's gain.
     Needs ``pip install 'ftrecipe[lm-eval]'``. The task names are checked, and their datasets loaded, when
     the run starts (validate does not index the harness's thousands of task files)."""
 
@@ -76,8 +77,9 @@ class CausalLMEvaluation(EvaluationSection):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     """Decoding of the completions that exact match scores."""
     lm_eval: LmEvalSettings | None = None
-    """Also score the model on tasks of EleutherAI's lm-eval harness (``lm_eval/<task>/<metric>`` in the
-    evaluation metrics, ``lm_eval.json`` in the run's folder)."""
+    """Also score the model on tasks of EleutherAI's lm-eval harness before and after training
+    (``lm_eval/<task>/<metric>`` in the evaluation metrics; per task before, after and the change in
+    summary.json's ``eval_report.lm_eval``; every metric in ``lm_eval.json`` in the run's folder)."""
 
 
 class SftData(DataSection):

@@ -117,35 +117,36 @@ def card_lines(comparison: Mapping[str, Any], rows: int = FLAGGED) -> list[str]:
 
 
 class GroupTracker:
-    """Remembers the first evaluation's table as "before" and compares every later one with it.
+    """Keeps the base model's table ("before") and compares each later evaluation with it.
 
-    The runner does not tell an evaluation's kind, so: the first evaluation of a run is the base model's
-    when ``evaluation.before_training`` is on; each later one (periodic, and last the final model's) is
-    "after". ``eval_groups.json`` is rewritten each time: the raw tables ``before`` and ``after`` (of
-    :func:`group_table`) and their comparison ``groups`` (:func:`compare`); a resumed run takes "before" from it.
+    The runner says which evaluation runs (``TaskContext.evaluation``): the one ``before`` training is the
+    baseline; each later one (periodic, and last the final model's) is compared with it. ``eval_groups.json``
+    is rewritten each time: the raw tables ``before`` and ``after`` (of :func:`group_table`) and their
+    comparison ``groups`` (:func:`compare`); a resumed run, which skips the evaluation before training,
+    takes "before" from it.
     """
 
-    def __init__(self, output_dir: Path, before_training: bool, *, write: bool, log: Callable[[str], None],
-                 warn: Callable[[str], None]) -> None:
-        self.path, self.before_training, self.write = output_dir / GROUPS_FILE, before_training, write
+    def __init__(self, output_dir: Path, *, write: bool, log: Callable[[str], None], warn: Callable[[str], None]) -> None:
+        self.path, self.write = output_dir / GROUPS_FILE, write
         self.log, self.warn = log, warn
         self.before: dict[str, Any] | None = None
-        self.seen = False
+        self.read = False
         self.latest: dict[str, Any] | None = None
         """The last comparison (the final model's, once training is done)."""
 
-    def record(self, table: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any] | None:
-        """Take one evaluation's :func:`group_table`; returns the comparison (None for the "before" one)."""
-        first, self.seen = not self.seen, True
-        if first and self.path.is_file():  # --resume: the interrupted run measured the base model
-            self.before = json.loads(self.path.read_text(encoding="utf-8")).get("before")
-        elif first and self.before_training:
-            self.before = table
+    def record(self, table: dict[str, dict[str, dict[str, float]]], *, before: bool) -> dict[str, Any] | None:
+        """Take one evaluation's :func:`group_table` (``before``: the base model's); returns the comparison
+        with the base model (None for the base model's own)."""
+        if before:
+            self.before, self.read = table, True
             self._save({"before": table, "after": None, "groups": None})
             info, _ = describe(compare(None, table))
             for line in info:
                 self.log(line + " (before training)")
             return None
+        if self.before is None and not self.read and self.path.is_file():  # --resume: measured before the stop
+            self.before = json.loads(self.path.read_text(encoding="utf-8")).get("before")
+        self.read = True
         comparison = self.latest = compare(self.before, table)
         self._save({"before": self.before, "after": table, "groups": comparison})
         info, warnings = describe(comparison)

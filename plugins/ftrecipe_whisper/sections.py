@@ -53,7 +53,7 @@ class GroupedAudioData(AudioData):
     """Manifest column(s) to report WER and CER per group before and after training: ``speaker``, or a
     list such as ``[speaker, accent]`` (one table per column). A canonical name (``speaker``) follows
     ``columns``. Groups whose WER rose are flagged; every table lands in ``eval_groups.json`` and
-    ``summary.json`` (``data.eval_groups``)."""
+    ``summary.json`` (``eval_report.groups``, the final evaluation's)."""
 
     @field_validator("group_by")
     @classmethod

@@ -274,8 +274,11 @@ class WhisperTask(ModalityTask):
         for name in self.recipe.evaluation.metrics or []:
             metrics.update(self.metric(name, predictions, references))
         columns = getattr(self.recipe.data, "group_columns", [])
+        report: dict[str, Any] = {}
         if columns and self.ctx.is_main_process:
-            self._report_groups([dataset.rows[i] for i in kept], references, predictions, columns, data)
+            groups = self._report_groups([dataset.rows[i] for i in kept], references, predictions, columns)
+            if groups is not None:
+                report["groups"] = groups
         samples = [
             {"audio": dataset.rows[i]["audio"] if isinstance(dataset.rows[i]["audio"], str) else f"synthetic:{i}",
              "reference": ref, "prediction": pred, "wer": jiwer.wer(ref, pred) if ref else float(bool(pred)),
@@ -283,19 +286,17 @@ class WhisperTask(ModalityTask):
             for i, ref, pred in zip(kept, references, predictions)
         ]
         samples.sort(key=lambda s: -s["wer"])  # the worst transcriptions first
-        return EvalResult(metrics, samples=samples[: self.recipe.evaluation.samples])
+        return EvalResult(metrics, samples=samples[: self.recipe.evaluation.samples], report=report)
 
-    def _report_groups(self, rows: list[dict], references: list[str], predictions: list[str], columns: list[str],
-                       data: DataBundle) -> None:
-        """WER and CER per ``data.group_by`` group: eval_groups.json, summary.json (the data report's
-        ``eval_groups``) and the console, where each group that got worse is flagged."""
+    def _report_groups(self, rows: list[dict], references: list[str], predictions: list[str],
+                       columns: list[str]) -> dict[str, Any] | None:
+        """WER and CER per ``data.group_by`` group, compared with the base model's: eval_groups.json and the
+        console, where each group that got worse is flagged; returned for the evaluation's report (so the
+        final one is summary.json's ``eval_report.groups``). None for the base model's own evaluation."""
+        ctx = self.ctx
         if self._groups is None:
-            ctx = self.ctx
-            self._groups = GroupTracker(ctx.output_dir, self.recipe.evaluation.before_training, write=ctx.is_main_process,
-                                        log=ctx.log, warn=ctx.warn)
-        comparison = self._groups.record(group_table(rows, references, predictions, columns))
-        if comparison is not None:
-            data.report.details["eval_groups"] = comparison
+            self._groups = GroupTracker(ctx.output_dir, write=ctx.is_main_process, log=ctx.log, warn=ctx.warn)
+        return self._groups.record(group_table(rows, references, predictions, columns), before=ctx.evaluation == "before")
 
     def save(self, model: torch.nn.Module, directory: Path) -> None:
         """``save_pretrained`` model and processor: loads straight into pipeline('automatic-speech-recognition').

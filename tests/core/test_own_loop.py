@@ -48,6 +48,8 @@ def test_the_session_gives_the_loop_its_data_schedule_and_outputs(reference):
     summary = json.loads((reference / "summary.json").read_text())
     assert summary["steps"] == 16 and summary["eval_after"]["mse"] < summary["eval_before"]["mse"]
     assert summary["freeze"]["trainable_parameters"] > 0 and summary["data"]["train_examples"] == 128
+    # the "after" result's report reaches summary.json; an own loop calls evaluate itself, so ctx.evaluation stays None
+    assert summary["eval_report"]["evaluations"] == [None, None]
     kinds = [r["kind"] for r in records(reference)]
     assert kinds == ["eval_before"] + ["train"] * 8 + ["eval_after"]
     assert sorted(p.name for p in (reference / "checkpoints").iterdir()) == ["step-0000012", "step-0000016"]

@@ -44,6 +44,7 @@ def test_outputs_of_a_run(reference_run, example_site):
     summary = json.loads((reference_run / "summary.json").read_text())
     assert summary["steps"] == 16 and summary["world_size"] == 1
     assert summary["eval_after"]["mse"] < summary["eval_before"]["mse"]
+    assert summary["eval_report"]["evaluations"] == ["before", "after"] and summary["eval_report"]["worst_error"] > 0
     run = json.loads((reference_run / "run.json").read_text())
     assert run["seed"] == 42 and run["versions"]["torch"] and run["hardware"]["world_size"] == 1
     assert "ftrecipe-example" in run["versions"]
@@ -282,7 +283,10 @@ def test_periodic_evaluation_and_every_callback_event(tmp_path, example_site):
     checkpoints = [e for e in seen if e["event"] == "checkpoint"]
     assert [e["step"] for e in checkpoints] == [4, 8, 12, 16] and all(e["complete"] for e in checkpoints)
     end = seen[-1]
-    assert end == {"event": "end", "steps": 16, "eval_after": json.loads((out / "summary.json").read_text())["eval_after"]}
+    summary = json.loads((out / "summary.json").read_text())
+    assert end == {"event": "end", "steps": 16, "eval_after": summary["eval_after"]}
+    # the task was told which evaluation ran (ctx.evaluation), and the final one's report is in summary.json
+    assert summary["eval_report"]["evaluations"] == ["before", "periodic", "periodic", "periodic", "after"]
 
 
 def test_max_steps_on_the_command_line_wins(tmp_path, example_site):

@@ -110,11 +110,16 @@ def test_a_task_that_got_worse_is_flagged_and_the_base_kept_for_resume(tmp_path)
     from ftrecipe_text.harness import Report
 
     report = Report(tmp_path, write=True)
-    metrics, worse = report.record({"a": score(0.5), "b": score(0.5), "c": score(2.0, higher=False)}, is_before=True)
+    metrics, tables, worse = report.record({"a": score(0.5), "b": score(0.5), "c": score(2.0, higher=False)}, is_before=True)
     assert metrics == {"lm_eval/a/acc": 0.5, "lm_eval/b/acc": 0.5, "lm_eval/c/acc": 2.0} and not worse
+    assert (tables["a"]["before"], tables["a"]["after"], tables["a"]["delta"]) == (0.5, None, None)
     resumed = Report(tmp_path, write=True)  # a run continued with --resume finds the base model's scores
-    metrics, worse = resumed.record({"a": score(0.25), "b": score(0.75), "c": score(3.0, higher=False)}, is_before=False)
-    assert metrics["lm_eval/a/acc_delta"] == -0.25 and metrics["lm_eval/b/acc_delta"] == 0.25
+    metrics, tables, worse = resumed.record({"a": score(0.25), "b": score(0.75), "c": score(3.0, higher=False)}, is_before=False)
+    assert metrics == {"lm_eval/a/acc": 0.25, "lm_eval/b/acc": 0.75, "lm_eval/c/acc": 3.0}  # scalars; the change is in the report
+    assert {name: (t["before"], t["after"], t["delta"], t["worse"]) for name, t in tables.items()} == {
+        "a": (0.5, 0.25, -0.25, True), "b": (0.5, 0.75, 0.25, False), "c": (2.0, 3.0, 1.0, True)}
+    assert tables["c"]["higher_is_better"] is False and tables["a"]["metric"] == "acc" and tables["a"]["examples"] == 12
+    json.dumps(tables)  # it goes into summary.json as it is
     assert worse == ["lm-eval a: acc 0.5 -> 0.25 (-0.25), worse than the base model",
                      "lm-eval c: acc 2 -> 3 (+1), worse than the base model"]  # lower is better for c
     stored = json.loads((tmp_path / "lm_eval.json").read_text())["tasks"]

@@ -86,9 +86,13 @@ def test_lora_adapter_loads_back_with_peft(tmp_path, llama_dir, monkeypatch):
 
     lm_eval = f"{{tasks: [sql_choice], include_path: {LM_EVAL_TASKS}, batch_size: 4}}"
     recipe = sft_recipe(tmp_path, llama_dir, "  strategy: lora\n  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n", lm_eval=lm_eval)
-    summary = run_ok(recipe, tmp_path / "run")
+    summary = run_ok(recipe, tmp_path / "run", "--set", "training.eval_every=2")
     freeze = summary["freeze"]
     assert 0 < freeze["trainable_parameters"] < freeze["total_parameters"] * 0.2
+    evaluations = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [r for r in evaluations if r["kind"].startswith("eval")]
+    harness_ran = [(r["kind"], r["step"], "lm_eval/sql_choice/acc" in r) for r in evaluations]
+    assert harness_ran == [("eval_before", 0, True), ("eval", 2, False), ("eval_after", 4, True)]  # not at periodic ones
     assert summary["data"]["packing"] is True and "padding_fraction" in summary["data"]
     model_dir = tmp_path / "run" / "model"
     assert (model_dir / "adapter_config.json").is_file() and (model_dir / "tokenizer.json").is_file()
@@ -97,7 +101,10 @@ def test_lora_adapter_loads_back_with_peft(tmp_path, llama_dir, monkeypatch):
     before, after = summary["eval_before"]["lm_eval/sql_choice/acc"], summary["eval_after"]["lm_eval/sql_choice/acc"]
     assert before == harness_scores(AutoModelForCausalLM.from_pretrained(llama_dir), llama_dir, monkeypatch)["acc,none"]
     assert after == harness_scores(model, llama_dir, monkeypatch)["acc,none"]
-    assert summary["eval_after"]["lm_eval/sql_choice/acc_delta"] == pytest.approx(after - before)
+    table = summary["eval_report"]["lm_eval"]["sql_choice"]  # per task before, after and the change
+    assert (table["metric"], table["before"], table["after"], table["examples"]) == ("acc", before, after, 12)
+    assert table["delta"] == pytest.approx(after - before) and table["worse"] is (after < before)
+    assert not any(key.endswith("_delta") for key in summary["eval_after"])
     report = json.loads((tmp_path / "run" / "lm_eval.json").read_text())["tasks"]["sql_choice"]
     assert (report["before"]["value"], report["after"]["value"], report["after"]["examples"]) == (before, after, 12)
     assert report["worse"] is (after < before)

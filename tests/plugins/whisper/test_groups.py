@@ -60,21 +60,24 @@ def test_worst_group_largest_regression_and_flags():
     assert only_after["groups"]["a"]["wer_before"] is None and only_after["regressed"] == [] and only_after["worst"] == "b"
 
 
-def test_the_tracker_compares_every_later_evaluation_with_the_first_and_resumes(tmp_path):
+def test_the_tracker_compares_every_later_evaluation_with_the_one_before_training_and_resumes(tmp_path):
     lines: dict[str, list[str]] = {"log": [], "warn": []}
 
     def tracker() -> GroupTracker:
-        return GroupTracker(tmp_path, True, write=True, log=lines["log"].append, warn=lines["warn"].append)
+        return GroupTracker(tmp_path, write=True, log=lines["log"].append, warn=lines["warn"].append)
 
     first = tracker()
-    assert first.record(group_table(ROWS, REFERENCES, BEFORE, ["speaker"])) is None  # the base model's
+    assert first.record(group_table(ROWS, REFERENCES, BEFORE, ["speaker"]), before=True) is None  # the base model's
     assert lines["warn"] == [] and lines["log"][0].endswith("(before training)")
-    result = first.record(group_table(ROWS, REFERENCES, AFTER, ["speaker"]))
+    result = first.record(group_table(ROWS, REFERENCES, AFTER, ["speaker"]), before=False)
     assert result["speaker"]["regressed"] == ["b", "a"] and len(lines["warn"]) == 2
     saved = json.loads((tmp_path / GROUPS_FILE).read_text())
     assert saved["groups"] == result and saved["before"]["speaker"]["b"]["wer"] == 0.0 and saved["after"]["speaker"]["b"]["wer"] == 0.5
-    resumed = tracker()  # --resume: the before table comes from the file, not the first evaluation here
-    assert resumed.record(group_table(ROWS, REFERENCES, AFTER, ["speaker"])) == result
+    resumed = tracker()  # --resume: no evaluation before training here; the before table comes from the file
+    assert resumed.record(group_table(ROWS, REFERENCES, AFTER, ["speaker"]), before=False) == result
+    unmeasured = GroupTracker(tmp_path / "new", write=True, log=lines["log"].append, warn=lines["warn"].append)
+    alone = unmeasured.record(group_table(ROWS, REFERENCES, AFTER, ["speaker"]), before=False)  # before_training off
+    assert alone["speaker"]["groups"]["b"]["wer_before"] is None and alone["speaker"]["regressed"] == []
 
 
 def clip(path: Path, seconds: float = 0.3) -> None:

@@ -97,8 +97,10 @@ def test_fsdd_end_to_end_loads_into_an_asr_pipeline(tmp_path, fsdd_manifest):
     assert plain and augmented  # both kinds are among the saved clips (seed 42: clip 13 has no step firing)
     samples = [json.loads(x) for x in (out / "eval_after_samples.jsonl").read_text().splitlines()]
     assert samples[0]["wer"] >= samples[-1]["wer"] and samples[0]["audio"].endswith(".wav")
-    # WER and CER per speaker and per accent, before and after, in summary.json and eval_groups.json
-    groups = report["eval_groups"]
+    # WER and CER per speaker and per accent, before and after, in summary.json (the final evaluation's
+    # report) and eval_groups.json
+    groups = summary["eval_report"]["groups"]
+    assert "eval_groups" not in report
     assert json.loads((out / "eval_groups.json").read_text())["groups"] == groups and set(groups) == {"speaker", "accent"}
     speakers = {s["groups"]["speaker"] for s in samples}
     assert set(groups["speaker"]["groups"]) == speakers and {s["groups"]["accent"] for s in samples} == set(groups["accent"]["groups"])
@@ -113,6 +115,7 @@ def test_fsdd_end_to_end_loads_into_an_asr_pipeline(tmp_path, fsdd_manifest):
         assert table["largest_regression"] == (table["regressed"][0] if table["regressed"] else None)
         for name, e in entries.items():  # a group that got worse is flagged on the console (stderr with --quiet)
             assert (f"warning: {column} {name!r} got worse: WER" in result.stderr) == (e["wer_delta"] > 0), (name, result.stderr)
+    assert "## WER by speaker" in (out / "model" / "README.md").read_text()  # the model card's table
     run = json.loads((out / "run.json").read_text())
     assert sum(1 for p in run["data_files"] if p.endswith(".wav")) == 40
 
