@@ -14,8 +14,10 @@ Switch them on in your ``conftest.py`` and test your plugin the way a user runs 
         assert run.returncode == 0, run.stderr
         assert run.summary["steps"] == 2
 
-Every command runs ``python -m ftrecipe`` in a fresh process with the Hugging Face libraries and
-Ultralytics offline, so what passes here passes for a user, and no test can reach for a hub.
+Every command runs ``python -m ftrecipe`` in a process of its own with the Hugging Face libraries and
+Ultralytics offline, so what passes here passes for a user, and no test can reach for a hub. The process
+is forked from one that has imported torch and the other heavy libraries already
+(:mod:`ftrecipe.warm_start`; ``FTRECIPE_WARM_START=0`` starts each from scratch instead).
 """
 
 from __future__ import annotations
@@ -86,6 +88,13 @@ def run_cli(*args: str, sites: list[Path] = (), env: dict[str, str] | None = Non
     paths = [str(site) for site in sites]
     if paths:
         environment["PYTHONPATH"] = os.pathsep.join([*paths, environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    from ftrecipe.warm_start import warm_start
+
+    warm = warm_start({**os.environ, **OFFLINE_ENV})
+    if warm.serves(environment):  # forked from a process that has imported torch and the rest already
+        done = warm.run(list(args), environment, cwd, timeout)
+        if done is not None:
+            return done
     return subprocess.run([sys.executable, "-m", "ftrecipe", *args], capture_output=True, text=True, cwd=cwd,
                           env=environment, timeout=timeout)
 
