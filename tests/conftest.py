@@ -87,6 +87,24 @@ atexit.register(shutil.rmtree, _PLAN_CACHES, True)
 os.environ["FTRECIPE_CACHE_DIR"] = os.path.join(_PLAN_CACHES, "session")  # environments copied at import: never ~/.cache
 
 
+LONGEST_FIRST = (
+    "tests/plugins/text/test_demos.py", "tests/plugins/yolo/test_demo.py", "tests/core/test_runner.py",
+    "tests/plugins/text/test_runs.py", "tests/plugins/text/test_resume.py", "tests/plugins/yolo/test_runs.py",
+    "tests/plugins/text/test_bad_input.py", "tests/core/test_sharded_runs.py", "tests/plugins/diffusion/test_runs.py",
+    "tests/plugins/diffusion/test_units.py", "tests/plugins/vision/test_out_of_tree.py", "tests/core/test_review_hooks.py",
+    "tests/core/test_own_loop.py", "tests/docs/test_plugin_guide.py", "tests/plugins/whisper/test_runs.py",
+    "tests/plugins/text/test_fsdp.py", "tests/plugins/whisper/test_fsdp.py", "tests/recipes/test_shipped_recipes.py",
+)
+"""The test files that take longest (measured), in that order. The workers take whole files (``--dist
+loadfile``) in collection order, so these go first: a long file started last would leave one worker
+busy while the other waits."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(autouse=True)
 def plan_cache(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
     """Each test plans with a plan cache of its own (created on first use), so that a plugin patched in
@@ -119,12 +137,18 @@ def run_ok(recipe: Path, out: Path, *args: str, site: Path | None = None) -> dic
     return json.loads((out / "summary.json").read_text())
 
 
-def run_whole_and_resumed(recipe: Path, tmp: Path, site: Path, stop_at: int) -> tuple[Path, Path]:
-    """Run ``recipe`` uninterrupted, and again stopped by Ctrl-C after step ``stop_at`` (the example
-    plugin's ``fault`` callback, which the recipe must list) then continued with --resume; checks the
-    stop and that the resumed process started at that step. Returns both output folders."""
-    whole, cut = tmp / "whole", tmp / "cut"
-    assert run_cli("run", str(recipe), "--output", str(whole), "--quiet", site=site).returncode == 0
+def run_whole_and_resumed(recipe: Path, tmp: Path, site: Path, stop_at: int | None,
+                          whole: Path | None = None) -> tuple[Path, Path]:
+    """Run ``recipe`` uninterrupted (unless ``whole`` is such a run already), and again stopped by Ctrl-C
+    after step ``stop_at`` (the example plugin's ``fault`` callback, which the recipe must list) then
+    continued with --resume; checks the stop and that the resumed process started at that step. Returns
+    both output folders (``stop_at=None``: the uninterrupted run only, twice)."""
+    if whole is None:
+        whole = tmp / "whole"
+        assert run_cli("run", str(recipe), "--output", str(whole), "--quiet", site=site).returncode == 0
+    if stop_at is None:
+        return whole, whole
+    cut = tmp / "cut"
     first = run_cli("run", str(recipe), "--output", str(cut), site=site, env={"FTRECIPE_EXAMPLE_FAULT": f"int:{stop_at}"})
     assert first.returncode == 130, first.stderr
     resumed = run_cli("run", str(recipe), "--output", str(cut), "--resume", site=site)

@@ -42,7 +42,8 @@ def recipe_with_fault(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def fsdp_run(tmp_path_factory, example_site) -> Path:
     out = tmp_path_factory.mktemp("fsdp") / "run"
-    result = run_cli("run", str(TOY), "--output", str(out), *STEPS, *TWO_FSDP, site=example_site)
+    tracked = ("--set", "tracking.backends=[tensorboard]")  # two processes, one tracker run (below)
+    result = run_cli("run", str(TOY), "--output", str(out), *STEPS, *TWO_FSDP, *tracked, site=example_site)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -65,6 +66,17 @@ def test_fsdp_over_two_processes_saves_the_model_whole_and_matches_one_process(t
     assert all(a[0] == b[0] and abs(a[1] - b[1]) <= 1e-5 * max(1.0, abs(b[1])) for a, b in pairs)
     shards = fsdp_run / "checkpoints" / "step-0000012" / "sharded"
     assert (shards / ".metadata").is_file() and len(list(shards.glob("*.distcp"))) == 2  # one file per process
+
+
+def test_only_the_main_process_logs_to_the_trackers(fsdp_run):
+    """Two processes, one tracker run: each step once, with the loss averaged over both processes."""
+    from tests.core.trackers import tensorboard_scalars
+
+    runs = json.loads((fsdp_run / "tracking.json").read_text())["runs"]
+    assert list(runs) == ["tensorboard"]
+    assert len(list((fsdp_run / "tensorboard").iterdir())) == 1
+    scalars, _ = tensorboard_scalars(fsdp_run / runs["tensorboard"]["log_dir"])
+    assert [(step, pytest.approx(loss)) for step, loss in losses(fsdp_run)] == scalars["train/loss"]
 
 
 def test_fsdp_resumes_exactly_after_kill_9(tmp_path, example_site, fsdp_run):

@@ -1,5 +1,5 @@
 """The text plugin through `ftrecipe run`: LoRA / QLoRA / full on tiny LLaMA and Falcon checkpoints,
-transfer learning on a tiny BERT, sql-eval end to end, and the offline demo."""
+transfer learning on a tiny BERT, sql-eval end to end (the demos: test_demos.py; packed resume: test_resume.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, metric_records, run_cli, run_ok, run_whole_and_resumed, same_safetensors
+from tests.conftest import ROOT, run_cli, run_ok
 
 pytestmark = pytest.mark.e2e  # training runs end to end: outside the fast tier (pytest -m 'not e2e')
 
@@ -226,7 +226,7 @@ def test_transfer_learning_trains_only_the_new_head(tmp_path):
     (tmp_path / "t.yaml").write_text(text)
     head_only = run_ok(tmp_path / "t.yaml", tmp_path / "a")
     assert {"accuracy", "f1"} <= set(head_only["eval_after"])
-    top = run_ok(tmp_path / "t.yaml", tmp_path / "b", "--set", "freeze.unfreeze_top=1")
+    run_ok(tmp_path / "t.yaml", tmp_path / "b", "--set", "freeze.unfreeze_top=1")
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -275,24 +275,6 @@ def test_sql_eval_end_to_end(tmp_path):
     assert losses[-1] < losses[0] * 0.7
 
 
-FAST_SWITCHES = ("training.loss=chunked", "training.compile=true")  # the speed switches a CPU can honour
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize(("demo", "switches"), [("llama", ()), ("falcon", ()), ("llama", FAST_SWITCHES)],
-                         ids=["llama", "falcon", "llama-chunked-loss-compiled"])
-def test_demo_learns_sql(tmp_path, demo, switches):
-    """The README's main command (and its Falcon twin): exact match clearly better after training; and
-    as much with the loss that never makes the full logits and the compiled layers."""
-    summary = run_ok(ROOT / "recipes" / "demo" / f"{demo}.yaml", tmp_path / "demo", *(a for s in switches for a in ("--set", s)))
-    assert summary["eval_before"]["exact_match_sql"] <= 0.05
-    # what the README promises (about 0.9 and 0.7; measured 0.90 and 0.71), with a margin for noise
-    assert summary["eval_after"]["exact_match_sql"] >= {"llama": 0.8, "falcon": 0.6}[demo]
-    speed = json.loads((tmp_path / "demo" / "run.json").read_text())["speed"]
-    expected = {"loss": "chunked", "compile": "on (2 blocks)"} if switches else {"loss": "standard", "compile": False}
-    assert speed == {**expected, "optimizer": "adamw", "attention": "sdpa", "kernels": "none"}
-
-
 def test_corrupt_records_are_skipped_and_counted_or_fatal(tmp_path, llama_dir):
     recipe = sft_recipe(tmp_path, llama_dir, "  strategy: full\n")
     with open(tmp_path / "train.jsonl", "a") as handle:
@@ -323,28 +305,3 @@ def test_hugging_face_dataset_folder_and_chat_form(tmp_path, llama_dir):
     assert summary["data"]["train_examples"] == 18 and summary["data"]["eval_examples"] == 2
     sample = json.loads((tmp_path / "run" / "eval_after_samples.jsonl").read_text().splitlines()[0])
     assert "<|user|>" in sample["prompt"] and sample["prompt"].rstrip().endswith("<|assistant|>")
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("switches", ["", "  loss: chunked\n  compile: true\n"], ids=["plain", "chunked-loss-compiled"])
-def test_an_interrupted_packed_run_resumes_exactly(tmp_path, example_site, switches):
-    """A causal LM with packed sequences, stopped by Ctrl-C in its first epoch and resumed: the weights
-    and every metric record of an uninterrupted run, across the epoch boundary (with the CPU's speed
-    switches on too: the compiled layers keep their weight names, so checkpoints load as they are)."""
-    recipe = tmp_path / "lm.yaml"
-    recipe.write_text(
-        "model:\n  modality: causal-lm\n  base: llama\n  init: scratch\n"
-        "  config: {hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 2}\n"
-        "data:\n  format: synthetic\n  train_size: 48\n  eval_size: 4\n  max_length: 256\n  packing: true\n"
-        "training:\n  max_steps: 12\n  batch_size: 4\n  learning_rate: 3.0e-3\n  log_every: 1\n" + switches +
-        "hardware:\n  accelerator: cpu\n"
-        "evaluation:\n  metrics: [exact_match]\n  generation: {max_new_tokens: 4}\n"
-        "callbacks: [fault]\n"
-    )
-    whole, cut = run_whole_and_resumed(recipe, tmp_path, example_site, stop_at=3)
-    summary = json.loads((whole / "summary.json").read_text())
-    assert summary["data"]["packing"] and summary["data"]["sequences"] < summary["data"]["train_examples"]
-    assert summary["epochs_completed"] >= 1  # the 12 steps cross an epoch boundary
-    assert same_safetensors(whole / "model", cut / "model")
-    keys = ("step", "kind", "loss", "lr", "epoch", "exact_match", "eval_loss")
-    assert metric_records(cut, keys) == metric_records(whole, keys)
