@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ftrecipe.importing.engine import short
 from ftrecipe.importing.table import (
     DEFAULT_DIFFERS,
     NO_EQUIVALENT,
@@ -149,10 +150,76 @@ def _default_only(default: Any, why: str, otherwise: str) -> Any:
     return nothing_if(default, why, (NO_EQUIVALENT, otherwise))
 
 
+OTHER_MODES = {
+    "predict": {"source": None, "vid_stride": 1, "stream_buffer": False, "visualize": False, "augment": False,
+                "agnostic_nms": False, "classes": None, "retina_masks": False, "embed": None, "show": False,
+                "save_frames": False, "save_txt": False, "save_conf": False, "save_crop": False, "show_labels": True,
+                "show_conf": True, "show_boxes": True, "line_width": None, "dnn": False},
+    "val": {"split": "val", "save_json": False},
+    "export": {"format": "torchscript", "optimize": False, "dynamic": False, "simplify": True, "opset": None,
+               "workspace": None, "nms": None},
+    "track": {"tracker": ("tracktrack.yaml", "botsort.yaml")},
+}
+"""Keys of Ultralytics' other modes with their defaults (default.yaml L52-L91, L138; the tracker's default was
+botsort.yaml before v8.4). A copy of default.yaml holds them all; training does not read them."""
+
+VALIDATION = {"conf": None, "iou": 0.7, "max_det": 300}
+"""Validation thresholds that Ultralytics' trainer also uses for its validation each epoch (default.yaml L55-L57)."""
+
+OTHER_TASKS = {
+    "segment": {"overlap_mask": True, "mask_ratio": 4, "copy_paste_mode": "flip"},
+    "classify": {"dropout": 0.0, "auto_augment": "randaugment", "erasing": 0.4},
+    "pose": {"pose": 12.0, "kobj": 1.0, "rle": 1.0},
+    "obb": {"angle": 1.0},
+    "depth": {"dlog": 1.0, "dgrad": 0.5, "dlam": 1.0},
+}
+"""Settings and loss gains of Ultralytics' other tasks, with their defaults (default.yaml L45-L49, L107-L113,
+L130-L132); ftrecipe's YOLO modality detects."""
+
+
+def _shown(default: Any) -> str:
+    if default is None:
+        return "empty"
+    return " or ".join(short(value) for value in default) if isinstance(default, tuple) else short(default)
+
+
+def _other_mode(mode: str, default: Any) -> Any:
+    """At Ultralytics' default: read (training ignores it); set otherwise: not carried (the recipe only trains)."""
+    why = f"a setting of Ultralytics' {mode} mode, not of training"
+    return nothing_if(default, f"{why} (at its default)", (NO_EQUIVALENT, why))
+
+
+def _other_task(task: str, default: Any) -> Any:
+    why = f"a setting of Ultralytics' {task} task; ftrecipe's YOLO modality detects"
+    return nothing_if(default, f"{why} (at its default)", (NO_EQUIVALENT, why))
+
+
+MODE_ROWS = tuple(Row(key, None, _other_mode(mode, default), f"a setting of Ultralytics' {mode} mode, not of training: read at its default ({_shown(default)}), else not carried")
+                  for mode, keys in OTHER_MODES.items() for key, default in keys.items())
+TASK_ROWS = tuple(Row(key, None, _other_task(task, default), f"a setting of Ultralytics' {task} task (ftrecipe detects): read at its default ({_shown(default)}), else not carried")
+                  for task, keys in OTHER_TASKS.items() for key, default in keys.items())
+VALIDATION_ROWS = tuple(
+    Row(key, None, _default_only(default, "Ultralytics' default, which ftrecipe's validation each epoch keeps",
+                                 "ftrecipe's validation each epoch keeps Ultralytics' default"), f"{default} only")
+    for key, default in VALIDATION.items())
+
+EMPTY_REQUIRED = {
+    "model": "empty, as in Ultralytics' default.yaml: set model: to the weights (e.g. yolo11n.pt) or a model YAML "
+             "and import again, or write model.base in the recipe",
+    "data": "empty, as in Ultralytics' default.yaml: set data: to the data YAML (e.g. coco8.yaml) and import again, "
+            "or write data.yaml in the recipe",
+}
+"""What a copy of default.yaml leaves for the user to set (the engine lists other empty keys as absent)."""
+
+
 def _finish(ctx: Context) -> None:
-    """Ultralytics' 'auto' optimizer where the config names none; its learning rate only with a named optimizer."""
+    """Ultralytics' 'auto' optimizer where the config names none; its learning rate only with a named optimizer.
+    model and data present but empty (default.yaml as shipped) are reported with what to set."""
     if ctx.source.get("optimizer") is None:
         ctx.drop("optimizer", DEFAULT_DIFFERS, AUTO_OPTIMIZER)
+    for key, reason in EMPTY_REQUIRED.items():
+        if key in ctx.source and ctx.source[key] in (None, ""):
+            ctx.drop(key, NO_EQUIVALENT, reason)
 
 
 def _named_optimizer(source: Any) -> bool:
@@ -227,6 +294,20 @@ ROWS = (
     Row("val", None, _default_only(True, "ftrecipe validates every epoch", "ftrecipe always validates"), "true only"),
     Row("plots", None, lambda value, ctx: Nothing("ftrecipe writes its own report"), "ftrecipe writes its own report"),
     Row("verbose", None, lambda value, ctx: Nothing("ftrecipe run --quiet decides"), "ftrecipe run --quiet decides"),
+    Row("cls_remap", None, _default_only(True, "Ultralytics' default (class-name matched head rows), which ftrecipe "
+                                         "leaves in place", "ftrecipe leaves Ultralytics' cls_remap on"), "true only"),
+    Row("cls_pw", None, _default_only(0.0, "no class weighting, Ultralytics' default, which ftrecipe leaves in place",
+                                      "ftrecipe leaves class weighting off"), "0.0 only"),
+    Row("dis", None, _default_only(6.0, "Ultralytics' default distillation gain (no teacher: unused)",
+                                   "ftrecipe's YOLO modality does not distil"), "6.0 only"),
+    Row("distill_model", None, kind=NO_EQUIVALENT, how="ftrecipe's YOLO modality does not distil"),
+    Row("channels_last", None, kind=NO_EQUIVALENT, how="ftrecipe leaves Ultralytics' automatic memory format"),
+    Row("quantize", None, kind=NO_EQUIVALENT,
+        how="ftrecipe trains without quantization (Ultralytics' predict/val/export precision or QAT)"),
+    Row("cfg", None, kind=NO_EQUIVALENT, how="another config file: import that file instead"),
+    *VALIDATION_ROWS,
+    *TASK_ROWS,
+    *MODE_ROWS,
 )
 
 DEFAULTS = (

@@ -107,6 +107,74 @@ def test_a_real_config_imports_with_every_key_explained_and_the_recipe_validates
             assert key_path(key)[0] in source, f"{target}: {comment}"
 
 
+def installed_default_yaml() -> str:
+    """The installed Ultralytics' own cfg/default.yaml (read at test time: Ultralytics is AGPL, not copied here)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or spec.origin is None:
+        pytest.skip("ultralytics is not installed: no default.yaml to import")
+    return (Path(spec.origin).parent / "cfg" / "default.yaml").read_text(encoding="utf-8")
+
+
+def test_a_copy_of_ultralytics_default_yaml_imports_with_every_key_explained(tmp_path, capsys):
+    shipped = installed_default_yaml()
+    edits = {"model": "yolo11n.pt", "data": "coco8.yaml", "epochs": "30", "imgsz": "320"}
+    text = shipped
+    for key, value in edits.items():  # as a user edits their copy (`yolo cfg=custom.yaml`): same lines
+        text, count = re.subn(rf"^{key}:[^#\n]*", f"{key}: {value} ", text, count=1, flags=re.M)
+        assert count == 1, key
+    assert text.count("\n") == shipped.count("\n")
+    config = tmp_path / "custom.yaml"
+    config.write_text(text, encoding="utf-8")
+    result, recipe = imported("ultralytics", text, str(config))
+    source = load_yaml(text).data
+    fmt = get_format("ultralytics")
+    unknown = [item.key for item in result.dropped if item.reason == fmt.unknown]
+    assert not unknown, f"keys of default.yaml without a row: {unknown}"
+    assert all(fmt.row(key) for key in source), "every key of default.yaml has a row"
+    assert {item.key for item in result.dropped} <= {"patience", "optimizer"}, [d.located("") for d in result.dropped]
+    validation = validate_text(recipe, source="recipe.yaml")
+    assert validation.ok, [d.text() for d in validation.diagnostics]
+    found = comments(recipe)
+    assert found["model.base"] == "from: model: yolo11n.pt" and found["data.yaml"] == "from: data: coco8.yaml"
+    assert found["training.epochs"] == "from: epochs: 30" and found["model.image_size"] == "from: imgsz: 320"
+    kept = dict(result.kept)
+    assert kept["show_labels"] == "a setting of Ultralytics' predict mode, not of training (at its default)"
+    assert kept["pose"] == "a setting of Ultralytics' pose task; ftrecipe's YOLO modality detects (at its default)"
+
+    assert main(["import", "ultralytics", str(config), "-o", str(tmp_path / "r.yaml"), "--strict"]) == 2
+    first = re.search(rf"^{re.escape(str(config))}:(\d+):1: (\w+): not carried over", capsys.readouterr().err, re.M)
+    assert first, "--strict names the first dropped key with its line"
+    line, key = int(first[1]), first[2]
+    assert text.splitlines()[line - 1].startswith(f"{key}:")
+
+
+def test_default_yaml_as_shipped_says_to_set_model_and_data(tmp_path):
+    result, recipe = imported("ultralytics", installed_default_yaml(), "default.yaml")
+    dropped = {item.key: item for item in result.dropped}
+    assert "set model: to the weights" in dropped["model"].reason and "set data: to the data YAML" in dropped["data"].reason
+    assert "model" not in result.empty and "data" not in result.empty
+    assert "#   model: null (line " in recipe
+    diagnostics = [d.text() for d in validate_text(recipe, source="recipe.yaml").diagnostics]
+    assert any("model.base: missing required key" in d for d in diagnostics), diagnostics
+
+
+@pytest.mark.parametrize(("text", "kept", "dropped"), [
+    ("show: true\n", set(), {"show": "a setting of Ultralytics' predict mode, not of training"}),
+    ("format: onnx\n", set(), {"format": "a setting of Ultralytics' export mode, not of training"}),
+    ("tracker: botsort.yaml\n", {"tracker"}, {}),
+    ("tracker: my-tracker.yaml\n", set(), {"tracker": "a setting of Ultralytics' track mode, not of training"}),
+    ("erasing: 0.0\n", set(), {"erasing": "a setting of Ultralytics' classify task; ftrecipe's YOLO modality detects"}),
+    ("iou: 0.7\nkobj: 1.0\n", {"iou", "kobj"}, {}),
+])
+def test_ultralytics_keys_of_other_modes_and_tasks_are_read_at_their_default_only(text, kept, dropped):
+    result, _ = imported("ultralytics", "model: yolo11n.pt\ndata: data/coco8.yaml\noptimizer: SGD\n" + text)
+    assert {key for key, _ in result.kept} >= kept
+    assert {item.key: item.reason for item in result.dropped} == dropped
+
+
 def test_the_llama2_qlora_recipe_says_where_each_value_came_from(real):
     result, recipe, _ = real["axolotl/llama-2-qlora.yml"]
     notes = comments(recipe)
