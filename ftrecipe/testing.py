@@ -90,7 +90,7 @@ def run_cli(*args: str, sites: list[Path] = (), env: dict[str, str] | None = Non
         environment["PYTHONPATH"] = os.pathsep.join([*paths, environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     from ftrecipe.warm_start import warm_start
 
-    warm = warm_start({**os.environ, **OFFLINE_ENV})
+    warm = warm_start(environment)
     if warm.serves(environment):  # forked from a process that has imported torch and the rest already
         done = warm.run(list(args), environment, cwd, timeout)
         if done is not None:

@@ -6,9 +6,9 @@ start* process imports them once, then forks one child per command: the child ta
 working directory, environment, plugin folders and arguments, writes its output to files, and runs
 :func:`ftrecipe.cli.main` as ``python -m ftrecipe`` would (exit code, signals, ``atexit`` included).
 
-A command goes to a fresh interpreter instead whenever a warm start could differ from one:
-its environment differs from the warm process's in a variable a library may read when imported
-(anything but ``FTRECIPE_*``, ``PYTEST_*`` and ``PYTHONPATH``), the platform has no ``fork``, or
+One warm process is kept per environment as the libraries see it when imported (every variable but
+``FTRECIPE_*``, ``PYTEST_*`` and ``PYTHONPATH``), the two most recently used at most. A command goes to a
+fresh interpreter instead where the platform has no ``fork``, the warm process cannot start, or
 ``FTRECIPE_WARM_START=0``. What the preloaded libraries print when imported is put in front of every
 child's stderr, as a fresh interpreter would print it.
 """
@@ -188,12 +188,23 @@ class WarmStart:
             self.process.wait()
 
 
-_WARM: WarmStart | None = None
+_WARM: dict[tuple[tuple[str, str], ...], WarmStart] = {}
+_KEPT = 2
+"""Warm processes kept per test process, one per environment (as libraries see it when imported)."""
+
+
+def _import_environment(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in env.items() if k != "PYTHONPATH" and not k.startswith(_READ_AT_RUN_TIME)))
 
 
 def warm_start(env: dict[str, str]) -> WarmStart:
-    """This process's warm start, created for the environment of its first command."""
-    global _WARM
-    if _WARM is None:
-        _WARM = WarmStart(env)
-    return _WARM
+    """A warm process for commands with ``env``: the one started for that environment (what the libraries
+    read when imported), or a new one; beyond two, the least recently used is closed."""
+    key = _import_environment(env)
+    warm = _WARM.pop(key, None)
+    if warm is None:
+        if len(_WARM) >= _KEPT:
+            _WARM.pop(next(iter(_WARM))).close()
+        warm = WarmStart(env)
+    _WARM[key] = warm  # the most recently used last
+    return warm
