@@ -8,7 +8,8 @@ working directory, environment, plugin folders and arguments, writes its output 
 
 One warm process is kept per environment as the libraries see it when imported (every variable but
 ``FTRECIPE_*``, ``PYTEST_*`` and ``PYTHONPATH``), the two most recently used at most. A command goes to a
-fresh interpreter instead where the platform has no ``fork``, the warm process cannot start, or
+fresh interpreter instead where the platform has no ``fork``, the warm process cannot start, a folder on
+its ``PYTHONPATH`` holds a ``sitecustomize`` or ``usercustomize`` module (which only start-up runs), or
 ``FTRECIPE_WARM_START=0``. What the preloaded libraries print when imported is put in front of every
 child's stderr, as a fresh interpreter would print it.
 """
@@ -94,7 +95,7 @@ class WarmStart:
 
     def serves(self, env: dict[str, str]) -> bool:
         """Whether a command with ``env`` would run exactly as in a fresh interpreter."""
-        if self.broken:
+        if self.broken or _customizes_start_up(env.get("PYTHONPATH", "")):
             return False
         keys = set(env) | set(self.env)
         return all(env.get(k) == self.env.get(k) for k in keys if k != "PYTHONPATH" and not k.startswith(_READ_AT_RUN_TIME))
@@ -186,6 +187,12 @@ class WarmStart:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def _customizes_start_up(python_path: str) -> bool:
+    """Whether a folder on ``python_path`` holds a module that only a starting interpreter runs."""
+    return any((Path(folder) / name).is_file() for folder in python_path.split(os.pathsep) if folder
+               for name in ("sitecustomize.py", "usercustomize.py"))
 
 
 _WARM: dict[tuple[tuple[str, str], ...], WarmStart] = {}
