@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,9 @@ class ModelAnatomy:
     freeze plan with the ``peft.LoraConfig`` it built from the recipe. None: ``peft.get_peft_model``
     wraps the whole model. A model whose ecosystem adds adapters itself (Diffusers'
     ``unet.add_adapter``, whose LoRA files other tools load) sets it; it freezes the base and leaves
-    exactly the adapters' parameters trainable."""
+    exactly the adapters' parameters trainable. The config's ``modules_to_save`` holds the full module
+    paths to train in full (a new head, the modules of ``freeze.train``): pass them through
+    :func:`peft_modules_to_save` before handing the config to PEFT."""
 
 
 @dataclass
@@ -165,6 +167,24 @@ def apply_freeze_plan(model: torch.nn.Module, recipe: RecipeBase, anatomy: Model
     return model, FreezeReport(freeze.strategy, trainable, total, frozen_stacks)
 
 
+def peft_modules_to_save(model: torch.nn.Module, paths: Iterable[str]) -> list[str] | None:
+    """``LoraConfig.modules_to_save`` for the modules at ``paths`` (full module paths), or a located error.
+
+    PEFT takes every module whose name *ends with* an entry, so a last name alone (``norm``, ``conv1``)
+    would train every layer's norm or every block's first convolution in full. A full path is exact
+    unless another module's path ends with it (a top-level ``norm`` beside ``blocks.0.norm``), which
+    PEFT cannot tell apart: refused, naming both."""
+    names = [name for name, _ in model.named_modules()]
+    for path in sorted(set(paths)):
+        namesakes = [name for name in names if name != path and name.endswith(path)]
+        if namesakes:
+            raise RecipeRuntimeError(("freeze", "train"), f"PEFT cannot train {path} in full beside LoRA without also "
+                                     f"training {', '.join(namesakes[:3])}{' and more' if len(namesakes) > 3 else ''} "
+                                     "(it matches module names by their ending); name other modules, or use "
+                                     "freeze.strategy: partial")
+    return sorted(set(paths)) or None
+
+
 def _apply_lora(model: torch.nn.Module, recipe: RecipeBase, anatomy: ModelAnatomy, extra: set[str]) -> torch.nn.Module:
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
@@ -183,12 +203,13 @@ def _apply_lora(model: torch.nn.Module, recipe: RecipeBase, anatomy: ModelAnatom
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
         bias=settings.bias,
-        modules_to_save=sorted(m.split(".")[-1] for m in modules_to_save) or None,
+        modules_to_save=sorted(modules_to_save) or None,
         task_type=getattr(TaskType, anatomy.peft_task_type) if anatomy.peft_task_type else None,
     )
     try:
         if anatomy.add_adapters is not None:
             return anatomy.add_adapters(model, config)
+        config.modules_to_save = peft_modules_to_save(model, config.modules_to_save or ())
         return get_peft_model(model, config)
     except ValueError as error:  # e.g. target modules not found
         raise RecipeRuntimeError(("freeze", "lora", "target_modules"), str(error)) from error

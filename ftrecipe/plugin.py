@@ -38,7 +38,7 @@ from ftrecipe.data import (
 )
 from ftrecipe.checks import pretrained_check
 from ftrecipe.errors import RecipeRuntimeError, RunFailure
-from ftrecipe.freeze import FreezeReport, ModelAnatomy
+from ftrecipe.freeze import FreezeReport, ModelAnatomy, peft_modules_to_save
 from ftrecipe.hookspec import hookimpl
 from ftrecipe.hub import RemoteCodeRefused, find_config, load_pretrained, looks_like_hub_id
 from ftrecipe.records import Augmentation, Callback, DatasetFormat, Metric, Modality, Problem, resolve
@@ -107,6 +107,7 @@ __all__ = [
     "TrainSession",
     "ResumePoint",
     "ModelAnatomy",
+    "peft_modules_to_save",
     "FreezeReport",
     "RunCallback",
     # what `ftrecipe plan` asks of a task

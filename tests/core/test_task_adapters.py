@@ -58,3 +58,30 @@ def test_a_value_error_from_add_adapters_is_located_at_the_target_modules():
     with pytest.raises(RecipeRuntimeError) as caught:
         apply_freeze_plan(Toy(), lora_recipe(), ModelAnatomy(stacks={}, main_stack=None, add_adapters=add))
     assert caught.value.path == ("freeze", "lora", "target_modules")
+
+
+class Nested(torch.nn.Module):
+    """Two blocks with a ``norm`` each, and a final ``norm``: the names a LLaMA's layer norms share."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(torch.nn.ModuleDict({"inner": torch.nn.Linear(4, 4), "norm": torch.nn.LayerNorm(4)})
+                                          for _ in range(2))
+        self.norm = torch.nn.LayerNorm(4)
+
+
+def test_train_globs_beside_lora_train_only_the_modules_they_name():
+    """``freeze.train: [blocks.1.norm.*]`` trains that norm in full, not every module named ``norm``."""
+    recipe = lora_recipe()
+    recipe.freeze.train = ["blocks.1.norm.*"]
+    model, _ = apply_freeze_plan(Nested(), recipe, ModelAnatomy(stacks={}, main_stack=None))
+    in_full = {n for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n}
+    assert in_full == {f"base_model.model.blocks.1.norm.modules_to_save.default.{p}" for p in ("weight", "bias")}
+
+
+def test_a_module_peft_cannot_tell_from_its_namesakes_is_refused_at_the_train_key():
+    recipe = lora_recipe()
+    recipe.freeze.train = ["norm.*"]
+    with pytest.raises(RecipeRuntimeError) as caught:
+        apply_freeze_plan(Nested(), recipe, ModelAnatomy(stacks={}, main_stack=None))
+    assert caught.value.path == ("freeze", "train") and "blocks.0.norm, blocks.1.norm" in str(caught.value)

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ftrecipe.plugin import DataBundle, EpochIndex, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError, where_of
+from ftrecipe.plugin import (DataBundle, EpochIndex, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError,
+                             peft_modules_to_save, where_of)
 from ftrecipe_vision.classification import architecture as arch
 from ftrecipe_vision.classification import choices
 from ftrecipe_vision.classification.augment import AugmentChain
@@ -149,15 +150,21 @@ class ImageClassificationTask(ModalityTask):
 
     def add_adapters(self, model: nn.Module, config: Any) -> nn.Module:
         """PEFT's LoRA on the convolutions and linear layers: ``all-linear`` means every Conv2d (ungrouped) and
-        Linear outside the head here; a new head trains in full beside the adapters and is saved with them."""
+        Linear outside what trains in full here: a new head and the modules of `freeze.train` train in full beside the
+        adapters and are saved with them."""
         from peft import get_peft_model
 
         head = self.head_name(model)
+        in_full = sorted({*(config.modules_to_save or ()), *([head] if self.recipe.head.mode != "keep" else [])})
+
+        def trained_in_full(name: str) -> bool:
+            return any(name == kept or name.startswith(kept + ".") for kept in in_full)
+
         if config.target_modules == "all-linear":
             config.target_modules = [name for name, module in model.named_modules()
                                      if (isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1))
-                                     and name != head and not name.startswith(head + ".")]
-        config.modules_to_save = [head] if self.recipe.head.mode != "keep" else None
+                                     and not trained_in_full(name)]
+        config.modules_to_save = peft_modules_to_save(model, in_full)  # the new head, and freeze.train's modules
         return get_peft_model(model, config)
 
     def apply_speedups(self, model: nn.Module) -> dict[str, Any]:

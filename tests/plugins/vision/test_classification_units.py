@@ -287,3 +287,19 @@ def test_the_starter_recipe_is_valid():
     from ftrecipe_vision.classification.plugin import STARTER
 
     assert recipe_of(STARTER).model.base == "resnet50"
+
+
+def test_lora_with_train_globs_trains_those_modules_in_full_and_no_namesake(tmp_path):
+    """``freeze.train`` beside LoRA: the named block trains in full (no adapter on it), every other conv1 keeps
+    only its adapter."""
+    task = task_of(TINY + "freeze: {strategy: lora, lora: {r: 2, alpha: 4}, train: ['layer4.0.*']}\n" + SHAPES, tmp_path)
+    task.build_data()
+    model = task.build_model()
+    wrapped, _ = apply_freeze_plan(model, task.recipe, task.anatomy(model))
+    in_full = {n.split(".modules_to_save")[0].removeprefix("base_model.model.")
+               for n, p in wrapped.named_parameters() if p.requires_grad and "modules_to_save" in n}
+    assert {"fc"} | {m for m in in_full if m.startswith("layer4.0.")} == in_full and "layer4.0.conv1" in in_full
+    trained = [n for n, p in wrapped.named_parameters() if p.requires_grad]
+    assert not any(n.startswith("base_model.model.layer4.0.") and "lora_" in n for n in trained)
+    assert any("layer1.0.conv1.lora_A" in n for n in trained)
+    assert wrapped(torch.randn(2, 3, 32, 32)).shape == (2, 3)
