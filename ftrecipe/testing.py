@@ -125,13 +125,30 @@ class RunResult:
         return json.loads((self.output / "run.json").read_text())
 
 
+_HF_HOME: Path | None = None
+
+
+def _throwaway_hf_home() -> Path:
+    """One empty Hugging Face home for every runner of this test session, removed at exit: no run reads
+    the user's hub cache, and the runs share one warm process (:mod:`ftrecipe.warm_start` keeps one per
+    environment, and the libraries read ``HF_HOME`` when imported)."""
+    global _HF_HOME
+    if _HF_HOME is None:
+        import atexit
+        import tempfile
+
+        _HF_HOME = Path(tempfile.mkdtemp(prefix="ftrecipe-testing-hf-"))
+        atexit.register(shutil.rmtree, _HF_HOME, True)
+    return _HF_HOME
+
+
 class FtrecipeRunner:
     """Runs recipes into fresh directories under one base directory (a test's ``tmp_path``)."""
 
     def __init__(self, base: Path) -> None:
         self.base = Path(base)
         self.sites: list[Path] = []
-        self.env: dict[str, str] = {"HF_HOME": str(self.base / "hf-home")}
+        self.env: dict[str, str] = {"HF_HOME": str(_throwaway_hf_home())}
         self._runs = 0
 
     def install(self, folder: str | os.PathLike[str]) -> Path:
