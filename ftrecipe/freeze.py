@@ -175,14 +175,15 @@ def peft_modules_to_save(model: torch.nn.Module, paths: Iterable[str]) -> list[s
     unless another module's path ends with it (a top-level ``norm`` beside ``blocks.0.norm``), which
     PEFT cannot tell apart: refused, naming both."""
     names = [name for name, _ in model.named_modules()]
-    for path in sorted(set(paths)):
+    chosen = sorted(set(paths))
+    for path in chosen:
         namesakes = [name for name in names if name != path and name.endswith(path)]
         if namesakes:
             raise RecipeRuntimeError(("freeze", "train"), f"PEFT cannot train {path} in full beside LoRA without also "
                                      f"training {', '.join(namesakes[:3])}{' and more' if len(namesakes) > 3 else ''} "
                                      "(it matches module names by their ending); name other modules, or use "
                                      "freeze.strategy: partial")
-    return sorted(set(paths)) or None
+    return chosen or None
 
 
 def _apply_lora(model: torch.nn.Module, recipe: RecipeBase, anatomy: ModelAnatomy, extra: set[str]) -> torch.nn.Module:

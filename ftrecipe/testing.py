@@ -128,7 +128,7 @@ class RunResult:
 _HF_HOME: Path | None = None
 
 
-def _throwaway_hf_home() -> Path:
+def throwaway_hf_home() -> Path:
     """One empty Hugging Face home for every runner of this test session, removed at exit: no run reads
     the user's hub cache, and the runs share one warm process (:mod:`ftrecipe.warm_start` keeps one per
     environment, and the libraries read ``HF_HOME`` when imported)."""
@@ -148,7 +148,7 @@ class FtrecipeRunner:
     def __init__(self, base: Path) -> None:
         self.base = Path(base)
         self.sites: list[Path] = []
-        self.env: dict[str, str] = {"HF_HOME": str(_throwaway_hf_home())}
+        self.env: dict[str, str] = {"HF_HOME": str(throwaway_hf_home())}
         self._runs = 0
 
     def install(self, folder: str | os.PathLike[str]) -> Path:

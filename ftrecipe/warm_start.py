@@ -103,8 +103,7 @@ class WarmStart:
         """Whether a command with ``env`` would run exactly as in a fresh interpreter."""
         if self.broken or _customizes_start_up(env.get("PYTHONPATH", "")):
             return False
-        keys = set(env) | set(self.env)
-        return all(env.get(k) == self.env.get(k) for k in keys if k != "PYTHONPATH" and not k.startswith(_READ_AT_RUN_TIME))
+        return _import_environment(env) == _import_environment(self.env)
 
     def _start(self) -> None:
         import shutil

@@ -16,12 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ftrecipe.testing import OFFLINE_ENV, foreign_lines, install_plugin
+from ftrecipe.testing import OFFLINE_ENV, foreign_lines, install_plugin, throwaway_hf_home
 from ftrecipe.testing import run_cli as _run_cli
 
-_HF_HOME = tempfile.mkdtemp(prefix="ftrecipe-tests-hf-")
+_HF_HOME = str(throwaway_hf_home())  # the one FtrecipeRunner uses too: one warm process serves both
 _YOLO_CONFIG = tempfile.mkdtemp(prefix="ftrecipe-tests-yolo-")  # Ultralytics' settings: never ~/.config
-atexit.register(shutil.rmtree, _HF_HOME, True)
 atexit.register(shutil.rmtree, _YOLO_CONFIG, True)
 os.environ.update(OFFLINE_ENV)
 os.environ["HF_HOME"] = _HF_HOME

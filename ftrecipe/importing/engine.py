@@ -163,7 +163,8 @@ def convert(fmt: Format, text: str, source: str) -> Imported:
         fmt.finish(ctx)
     result.values = ctx.values
     result.kept = ctx.kept
-    result.empty = [key for key in result.empty if key not in {dropped[0] for dropped in ctx.dropped}]
+    dropped_keys = {dropped[0] for dropped in ctx.dropped}
+    result.empty = [key for key in result.empty if key not in dropped_keys]
     result.notes = ctx.notes
     result.dropped = [Dropped(key, _lookup(data, key) if key_path(key) in loaded.keys else ABSENT, kind, reason,
                               loaded.locate(key_path(key), prefer_key=True))

@@ -183,20 +183,16 @@ def _shown(default: Any) -> str:
     return " or ".join(short(value) for value in default) if isinstance(default, tuple) else short(default)
 
 
-def _other_mode(mode: str, default: Any) -> Any:
+def _not_for_training(why: str, default: Any) -> Any:
     """At Ultralytics' default: read (training ignores it); set otherwise: not carried (the recipe only trains)."""
-    why = f"a setting of Ultralytics' {mode} mode, not of training"
     return nothing_if(default, f"{why} (at its default)", (NO_EQUIVALENT, why))
 
 
-def _other_task(task: str, default: Any) -> Any:
-    why = f"a setting of Ultralytics' {task} task; ftrecipe's YOLO modality detects"
-    return nothing_if(default, f"{why} (at its default)", (NO_EQUIVALENT, why))
-
-
-MODE_ROWS = tuple(Row(key, None, _other_mode(mode, default), f"a setting of Ultralytics' {mode} mode, not of training: read at its default ({_shown(default)}), else not carried")
+MODE_ROWS = tuple(Row(key, None, _not_for_training(f"a setting of Ultralytics' {mode} mode, not of training", default),
+                      f"a setting of Ultralytics' {mode} mode, not of training: read at its default ({_shown(default)}), else not carried")
                   for mode, keys in OTHER_MODES.items() for key, default in keys.items())
-TASK_ROWS = tuple(Row(key, None, _other_task(task, default), f"a setting of Ultralytics' {task} task (ftrecipe detects): read at its default ({_shown(default)}), else not carried")
+TASK_ROWS = tuple(Row(key, None, _not_for_training(f"a setting of Ultralytics' {task} task; ftrecipe's YOLO modality detects", default),
+                      f"a setting of Ultralytics' {task} task (ftrecipe detects): read at its default ({_shown(default)}), else not carried")
                   for task, keys in OTHER_TASKS.items() for key, default in keys.items())
 VALIDATION_ROWS = tuple(
     Row(key, None, _default_only(default, "Ultralytics' default, which ftrecipe's validation each epoch keeps",

@@ -150,21 +150,21 @@ class ImageClassificationTask(ModalityTask):
 
     def add_adapters(self, model: nn.Module, config: Any) -> nn.Module:
         """PEFT's LoRA on the convolutions and linear layers: ``all-linear`` means every Conv2d (ungrouped) and
-        Linear outside what trains in full here: a new head and the modules of `freeze.train` train in full beside the
-        adapters and are saved with them."""
+        Linear outside the head and what trains in full: a new head and the modules of `freeze.train` train in full
+        beside the adapters and are saved with them; a kept head stays as trained."""
         from peft import get_peft_model
 
-        head = self.head_name(model)
-        in_full = sorted({*(config.modules_to_save or ()), *([head] if self.recipe.head.mode != "keep" else [])})
+        in_full = list(config.modules_to_save or ())  # a new head (the anatomy's) and freeze.train's modules
+        no_adapter = [self.head_name(model), *in_full]  # a kept head stays as trained
 
-        def trained_in_full(name: str) -> bool:
-            return any(name == kept or name.startswith(kept + ".") for kept in in_full)
+        def adapted(name: str) -> bool:
+            return not any(name == kept or name.startswith(kept + ".") for kept in no_adapter)
 
         if config.target_modules == "all-linear":
             config.target_modules = [name for name, module in model.named_modules()
                                      if (isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1))
-                                     and not trained_in_full(name)]
-        config.modules_to_save = peft_modules_to_save(model, in_full)  # the new head, and freeze.train's modules
+                                     and adapted(name)]
+        config.modules_to_save = peft_modules_to_save(model, in_full)
         return get_peft_model(model, config)
 
     def apply_speedups(self, model: nn.Module) -> dict[str, Any]:

@@ -303,3 +303,15 @@ def test_lora_with_train_globs_trains_those_modules_in_full_and_no_namesake(tmp_
     assert not any(n.startswith("base_model.model.layer4.0.") and "lora_" in n for n in trained)
     assert any("layer1.0.conv1.lora_A" in n for n in trained)
     assert wrapped(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_the_head_gets_no_adapter_even_when_nothing_trains_in_full(tmp_path):
+    """What ``head: keep`` hands ``add_adapters`` (no modules_to_save): the head stays as trained, only the
+    body's layers get adapters."""
+    from peft import LoraConfig
+
+    task = task_of(TINY + SHAPES, tmp_path)
+    task.build_data()
+    wrapped = task.add_adapters(task.build_model(), LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))
+    trained = [n for n, p in wrapped.named_parameters() if p.requires_grad]
+    assert trained and all("lora_" in n for n in trained) and not any(".fc." in n for n in trained)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.plugins.vision.test_detection_runs import TINY_DETECTOR
 
 pytestmark = pytest.mark.e2e
 
@@ -20,12 +21,7 @@ hardware: {accelerator: cpu, precision: fp32}
 evaluation: {before_training: false}
 """
 
-DETECTOR = """\
-model:
-  modality: object-detection
-  base: fasterrcnn_resnet50_fpn
-  init: scratch
-  config: {backbone: resnet10, fpn_channels: 16, representation_size: 32, min_size: 64, max_size: 64}
+DETECTOR = TINY_DETECTOR + """\
 data: {format: synthetic, train_size: 8, eval_size: 4, image_size: 64}
 training: {max_steps: 2, batch_size: 2, optimizer: sgd, learning_rate: 0.01, log_every: 1}
 hardware: {accelerator: cpu, precision: fp32, devices: 2}

@@ -169,12 +169,16 @@ def test_labels_the_data_does_not_have_stop_the_run_at_head_labels(tmp_path: Pat
 
 # -- resume ------------------------------------------------------------------------------------------------
 
-RESUMABLE = """\
+TINY_DETECTOR = """\
 model:
   modality: object-detection
   base: fasterrcnn_resnet50_fpn
   init: scratch
   config: {backbone: resnet10, fpn_channels: 16, representation_size: 32, min_size: 64, max_size: 64}
+"""
+"""A Faster R-CNN of torchvision's parts small enough for a few CPU steps."""
+
+RESUMABLE = TINY_DETECTOR + """\
 data:
   format: synthetic
   train_size: 8
