@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import firwin, resample_poly
 
 __all__ = [
     "WHISPER_SAMPLE_RATE",
@@ -106,6 +105,8 @@ def _polyphase_filter(up: int, down: int) -> np.ndarray:
     Same design as scipy's default (Kaiser window, beta 5, 10 zero crossings per side): the output
     is identical, and a clip no longer pays ~0.3 ms of filter design per resampling.
     """
+    from scipy.signal import firwin  # scipy.signal costs half a second to import: only where a clip is resampled
+
     rate = max(up, down)
     taps = firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
     taps.setflags(write=False)
@@ -118,6 +119,8 @@ def resample_ratio(wave: np.ndarray, up: int, down: int) -> np.ndarray:
     up, down = int(up) // g, int(down) // g
     if up == down:
         return np.asarray(wave).copy()
+    from scipy.signal import resample_poly
+
     return resample_poly(wave, up, down, window=_polyphase_filter(up, down))
 
 

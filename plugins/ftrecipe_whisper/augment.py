@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.signal import ellip, sosfilt
 
 from .audio import load_audio, resample, resample_ratio
 
@@ -299,6 +298,8 @@ def apply_gain(
 def _band_sos(sr: int, low_hz: float, high_hz: float) -> np.ndarray:
     if not 0 < low_hz < high_hz < sr / 2:
         raise ValueError(f"telephone band {low_hz}-{high_hz} Hz does not fit sample rate {sr}")
+    from scipy.signal import ellip  # imported where used: scipy.signal costs half a second
+
     return ellip(6, 0.5, 60, [low_hz, high_hz], btype="bandpass", output="sos", fs=sr)
 
 
@@ -340,6 +341,8 @@ def telephone_channel(
     c = _choose(rng, codec)
     if c not in CODECS:
         raise ValueError(f"unknown codec {c!r}; expected one of {CODECS}")
+    from scipy.signal import sosfilt
+
     y = sosfilt(_band_sos(sr, low_hz, high_hz), x)
     y = resample(y, sr, channel_rate).astype(np.float64)
     if c != "none":

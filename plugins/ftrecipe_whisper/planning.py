@@ -24,6 +24,7 @@ import torch
 from ftrecipe.plugin import DataGuidance, DatasetSplits, PlanData, RecipeRuntimeError, find_config
 from ftrecipe_whisper.manifest import MIN_HOURS_GUIDANCE
 from ftrecipe_whisper.precision import stored_dtype, weight_dtype
+from ftrecipe_whisper.synthetic import SyntheticClip
 
 if TYPE_CHECKING:
     from transformers import WhisperConfig
@@ -53,6 +54,8 @@ def base_config(model: Any) -> WhisperConfig:
 def clip_key(row: dict[str, Any]) -> tuple[str, str]:
     """A clip's identity: its file (or its samples, for generated audio) and its transcript."""
     audio = row["audio"]
+    if isinstance(audio, SyntheticClip):
+        return audio.key, row["text"]
     source = os.path.realpath(audio) if isinstance(audio, str) else hashlib.sha1(np.asarray(audio).tobytes()).hexdigest()
     return source, row["text"]
 

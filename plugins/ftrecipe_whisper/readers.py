@@ -1,6 +1,6 @@
 """Dataset-format readers of the Whisper plugin: manifests, audio folders and synthetic speech.
 
-Rows carry ``audio`` (a file path, or a float32 wave for synthetic data), ``sample_rate``,
+Rows carry ``audio`` (a file path, a float32 wave, or a ``SyntheticClip`` rendered when first heard), ``sample_rate``,
 ``text`` (normalised per ``data.normalize``), ``speaker``, ``duration`` and ``groups`` (the values of
 the ``data.group_by`` columns). The data report (clips, hours,
 per-speaker hours, sample rates, skipped clips and why) comes from the manifest reader.
@@ -103,17 +103,19 @@ def read_audiofolder_format(section: Any, *, base_dir: Path, seed: int, smoke: b
 
 
 def read_synthetic(section: Any, *, base_dir: Path, seed: int, smoke: bool) -> DatasetSplits:
-    """Synthetic tone-coded speech at 16 kHz; evaluation clips come from another seed."""
-    from ftrecipe_whisper.synthetic import synthetic_clips
+    """Synthetic tone-coded speech at 16 kHz; evaluation clips come from another seed. Each clip is rendered
+    when first heard (a plan reads a thousand clips' lengths and transcripts in a fraction of a second)."""
+    from ftrecipe_whisper.synthetic import SyntheticClip, synthetic_durations
 
-    # generate no more than a smoke run or data.limit keeps (the clips cost time to synthesise)
+    # no more clips than a smoke run or data.limit keeps
     n_train = min(section.train_size, section.limit or section.train_size, SMOKE_TRAIN_EXAMPLES if smoke else section.train_size)
     n_eval = min(section.eval_size, SMOKE_EVAL_EXAMPLES) if smoke else section.eval_size
 
     def rows(n: int, offset: int) -> list[dict[str, Any]]:
         return [
-            {"audio": wave, "sample_rate": 16_000, "text": text, "speaker": None, "duration": len(wave) / 16_000, "groups": {}}
-            for wave, text in synthetic_clips(n, seed=seed + offset, max_words=section.max_words)
+            {"audio": SyntheticClip(seed + offset, i, section.max_words), "sample_rate": 16_000, "text": text,
+             "speaker": None, "duration": seconds, "groups": {}}
+            for i, (seconds, text) in enumerate(synthetic_durations(n, seed=seed + offset, max_words=section.max_words))
         ]
 
     train, evaluation = rows(n_train, 0), rows(n_eval, 10_000)

@@ -13,11 +13,12 @@ import soundfile as sf
 import torch
 
 from ftrecipe.plugin import DataBundle, EvalResult, EpochIndex, ModalityTask, RecipeRuntimeError, RunFailure, load_pretrained
-from ftrecipe_whisper.audio import AudioError, load_audio
+from ftrecipe_whisper.audio import AudioError, load_audio, resample
 from ftrecipe_whisper.augment import sample_seed
 from ftrecipe_whisper.chain import AugmentedChain
 from ftrecipe_whisper.groups import GroupTracker, card_lines, group_table
 from ftrecipe_whisper.precision import HALF, stored_dtype, weight_dtype
+from ftrecipe_whisper.synthetic import SyntheticClip
 
 TINY_KEYS = ("d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim", "chunk_length", "bpe_vocab_size")
 
@@ -47,9 +48,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         if isinstance(audio, str):
             wave = load_audio(audio, self.sample_rate)
         else:
-            from ftrecipe_whisper.audio import resample
-
-            wave = resample(np.asarray(audio, dtype=np.float32), row["sample_rate"], self.sample_rate)
+            wave = resample(audio.wave if isinstance(audio, SyntheticClip) else audio, row["sample_rate"], self.sample_rate)
         if self.chain is not None and len(self.chain):
             key = sample_seed(self.seed, getattr(index, "epoch", 0), int(index))
             wave, applied = self.chain.apply(wave, self.sample_rate, key)

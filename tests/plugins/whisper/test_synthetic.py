@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ftrecipe_whisper.manifest import read_audiofolder
-from ftrecipe_whisper.synthetic import VOCABULARY, synthetic_clips, word_code, write_synthetic_audiofolder
+from ftrecipe_whisper.synthetic import (
+    VOCABULARY,
+    SyntheticClip,
+    synthetic_clip,
+    synthetic_clips,
+    synthetic_durations,
+    word_code,
+    write_synthetic_audiofolder,
+)
 from scipy.signal import welch
 
 
@@ -20,6 +28,21 @@ def test_deterministic_and_prefix_stable() -> None:
     assert first[1][1] == a[1][1] and np.array_equal(first[1][0], a[1][0])
     other = synthetic_clips(6, seed=4)
     assert [t for _, t in other] != [t for _, t in a]
+
+
+@pytest.mark.parametrize("options", [{}, {"max_words": 1}, {"sr": 8000, "min_words": 2, "max_words": 6}])
+def test_durations_and_single_clips_are_the_rendered_clips(options) -> None:
+    """The plan reads lengths without rendering, and training renders one clip at a time: both are the
+    clips ``synthetic_clips`` makes, from the same random draws."""
+    clips = synthetic_clips(25, seed=9, **options)
+    sr = options.get("sr", 16_000)
+    assert synthetic_durations(25, seed=9, **options) == [(len(wave) / sr, text) for wave, text in clips]
+    for index in (0, 24):
+        wave, text = synthetic_clip(index, seed=9, **options)
+        assert text == clips[index][1] and np.array_equal(wave, clips[index][0])
+    if "sr" not in options:
+        lazy = SyntheticClip(9, 24, options.get("max_words", 4))
+        assert np.array_equal(lazy.wave, clips[24][0]) and lazy.key != SyntheticClip(10, 24, lazy.max_words).key
 
 
 def test_shape_of_the_data() -> None:
