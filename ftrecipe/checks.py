@@ -65,10 +65,9 @@ def check_precision(recipe: RecipeBase) -> Iterator[Problem]:
         )
     if hardware.precision == "fp16-mixed" and hardware.accelerator in ("cpu", "mps"):
         yield Problem(("hardware", "precision"), f"fp16-mixed needs CUDA; on {hardware.accelerator} use bf16-mixed or fp32")
-    if hardware.strategy == "deepspeed" and hardware.accelerator in ("cpu", "mps"):
-        yield Problem(("hardware", "strategy"), f"DeepSpeed needs CUDA devices, not {hardware.accelerator}")
-    if hardware.strategy == "fsdp" and hardware.accelerator == "mps":
-        yield Problem(("hardware", "strategy"), "FSDP has no MPS backend; use ddp")
+    if hardware.strategy in ("deepspeed", "fsdp") and hardware.accelerator == "mps":
+        yield Problem(("hardware", "strategy"), f"{'DeepSpeed' if hardware.strategy == 'deepspeed' else 'FSDP'} has no "
+                                                "MPS backend; use ddp")
     if recipe.model.dtype == "float16" and hardware.accelerator == "cpu":
         yield Problem(("model", "dtype"), "float16 weights are not supported for training on the CPU; use bfloat16 or float32")
 
@@ -83,6 +82,8 @@ def check_distribution(recipe: RecipeBase, strategies: tuple[str, ...]) -> Itera
                       f"{modality} supports strategy {' or '.join(strategies)}, not {hardware.strategy} "
                       "(the README's table lists what each modality supports)")
         return
+    if hardware.strategy == "deepspeed":
+        yield from check_deepspeed(recipe)
     if hardware.strategy != "fsdp":
         return
     if recipe.quantised_base:
@@ -94,6 +95,21 @@ def check_distribution(recipe: RecipeBase, strategies: tuple[str, ...]) -> Itera
                                                  "sharded gradient scaler); use bf16-mixed")
     if recipe.training.compile:
         yield Problem(("training", "compile"), "compiled layers have not been tested under FSDP; set compile: false "
+                                               "or use strategy: ddp")
+
+
+def check_deepspeed(recipe: RecipeBase) -> Iterator[Problem]:
+    """DeepSpeed with what has been run under it: bf16-mixed or fp32, no compile, no 4-bit base under ZeRO-3."""
+    hardware = recipe.hardware
+    if recipe.quantised_base and hardware.zero_stage == 3:
+        yield Problem(("hardware", "zero_stage"), "ZeRO-3 cannot partition a bitsandbytes-quantised base (its 4-bit "
+                                                  "storage would need a float storage dtype); use zero_stage: 2, or "
+                                                  "strategy: ddp")
+    if hardware.precision == "fp16-mixed":
+        yield Problem(("hardware", "precision"), "fp16 under DeepSpeed (its own loss scaler) has not been tested here; "
+                                                 "use bf16-mixed")
+    if recipe.training.compile:
+        yield Problem(("training", "compile"), "compiled layers have not been tested under DeepSpeed; set compile: false "
                                                "or use strategy: ddp")
 
 

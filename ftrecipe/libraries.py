@@ -15,10 +15,12 @@ look absent to them (about 2 s and two lines saved).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -127,7 +129,7 @@ def adopt_library_loggers() -> None:
     torch) into the collector, at their usual warning level. Call after the heavy imports."""
     if _collector is None:
         return
-    consoles = (sys.stderr, sys.__stderr__)
+    consoles = (sys.stderr, sys.__stderr__, sys.stdout, sys.__stdout__)  # (DeepSpeed's logger writes to stdout)
     for name, logger in list(logging.Logger.manager.loggerDict.items()):
         if not isinstance(logger, logging.Logger) or name.split(".")[0] == "ftrecipe":
             continue
@@ -140,6 +142,23 @@ def adopt_library_loggers() -> None:
             logger.propagate = True
             if logger.level > logging.WARNING:
                 logger.setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def printed_by(library: str) -> Iterator[None]:
+    """Collect what ``library`` prints (``print``, not a logger: DeepSpeed's "op built successfully") while
+    the block runs, as that library's log records; where nothing collects, the lines are printed as they were."""
+    if _collector is None:
+        yield
+        return
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                logging.getLogger(library).warning(line)
 
 
 def leave_bitsandbytes_out() -> None:

@@ -72,8 +72,9 @@ class Modality:
     a recipe that writes one gets a located error saying so."""
     strategies: tuple[str, ...] = ("ddp",)
     """The ``hardware.strategy`` values the modality trains correctly with (``ddp``, ``fsdp``,
-    ``deepspeed``); `ftrecipe validate` refuses the others. Claim ``fsdp`` once a two-process run of
-    your model saves whole and matches one process (see the plugin guide)."""
+    ``deepspeed``); `ftrecipe validate` refuses the others. Claim ``fsdp`` or ``deepspeed`` once a
+    two-process run of your model (both run on CPU processes) saves whole and matches one process (see
+    the plugin guide)."""
     plugin: str = field(default="", compare=False)
     """Filled in by the registry: which plugin contributed the record."""
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ftrecipe.errors import RecipeRuntimeError, RunFailure
 from ftrecipe.hub import remote_code_summary
-from ftrecipe.libraries import LIBRARY_LOG, adopt_library_loggers, collector
+from ftrecipe.libraries import LIBRARY_LOG, adopt_library_loggers, collector, printed_by
 from ftrecipe.records import resolve
 from ftrecipe.registry import get_registry
 from ftrecipe.runner import launch
@@ -98,30 +98,61 @@ def precision_of(recipe: RecipeBase) -> tuple[bool, str]:
     return device == "cpu", {"fp32": "no", "bf16-mixed": "bf16", "fp16-mixed": "fp16"}[precision]
 
 
+def deepspeed_options(recipe: RecipeBase, cpu: bool) -> dict[str, Any]:
+    """Accelerate's arguments for ``strategy: deepspeed``: ZeRO at the recipe's stage, clipping inside
+    DeepSpeed's step, ZeRO-3's save gathered; on CPU processes, DeepSpeed's CPU accelerator over gloo."""
+    from accelerate import DeepSpeedPlugin
+
+    os.environ.update(launch.strategy_environment(recipe.hardware, cpu=cpu))
+    options: dict[str, Any] = {}
+    if cpu:  # (without a backend named, Accelerate would take each CPU process for a world of one)
+        from accelerate.utils import InitProcessGroupKwargs
+
+        options["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+    training = recipe.training
+    options["deepspeed_plugin"] = DeepSpeedPlugin(
+        zero_stage=recipe.hardware.zero_stage,
+        gradient_accumulation_steps=training.gradient_accumulation,
+        gradient_clipping=training.max_grad_norm or 0.0,  # DeepSpeed clips inside its step (0: off)
+        zero3_save_16bit_model=True,  # ZeRO-3's save gathers every partition (in the weights' own dtype)
+        zero3_init_flag=False,  # (and Transformers is told, in build_accelerator)
+    )
+    return options
+
+
 def build_accelerator(recipe: RecipeBase) -> Any:
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
     cpu, mixed_precision = precision_of(recipe)
-    kwargs: dict[str, Any] = {}
+    deepspeed = recipe.hardware.strategy == "deepspeed"
     # The recipe decides the strategy, however the processes were started (ftrecipe's relaunch, a
     # hand-started torchrun or `accelerate launch`): FSDP is applied by the loop (runner/sharding.py),
     # DeepSpeed by Accelerate.
     os.environ.pop("ACCELERATE_USE_FSDP", None)  # an `accelerate launch --use_fsdp` would wrap the model twice
-    if recipe.hardware.strategy == "deepspeed":
-        from accelerate import DeepSpeedPlugin
+    if not deepspeed:  # nor does `accelerate launch --use_deepspeed` decide it
+        os.environ.pop("ACCELERATE_USE_DEEPSPEED", None)
+    kwargs = deepspeed_options(recipe, cpu) if deepspeed else {}
+    with printed_by("deepspeed"):  # (DeepSpeed prints as it builds its communication kernel)
+        accelerator = Accelerator(
+            cpu=cpu and not deepspeed,  # (Accelerate's cpu flag means MULTI_CPU; DS_ACCELERATOR picks the CPU)
+            mixed_precision=mixed_precision,
+            gradient_accumulation_steps=recipe.training.gradient_accumulation,
+            # pinned host batches (the loader pins them on CUDA) copy to the device while the step runs
+            dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=not cpu),
+            step_scheduler_with_optimizer=False,
+            **kwargs,
+        )
+    if deepspeed:
+        # Each process builds the whole model and prepare() partitions it (as the FSDP path does): the
+        # freeze plan and the task see real parameters, not the empty placeholders Transformers would
+        # build under zero.Init because Accelerate registered its ZeRO-3 config with it.
+        from transformers.integrations import unset_hf_deepspeed_config
 
-        os.environ.update(launch.strategy_environment(recipe.hardware))
-        kwargs["deepspeed_plugin"] = DeepSpeedPlugin(zero_stage=recipe.hardware.zero_stage)
-    return Accelerator(
-        cpu=cpu,
-        mixed_precision=mixed_precision,
-        gradient_accumulation_steps=recipe.training.gradient_accumulation,
-        # pinned host batches (the loader pins them on CUDA) copy to the device while the step runs
-        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=not cpu),
-        step_scheduler_with_optimizer=False,
-        **kwargs,
-    )
+        unset_hf_deepspeed_config()
+        if collector() is not None:
+            adopt_library_loggers()  # DeepSpeed's logger, made as it was imported just now
+    return accelerator
 
 
 def smoke_recipe(recipe: RecipeBase) -> RecipeBase:

@@ -34,10 +34,12 @@ def check_world_size(hardware: HardwareSection) -> None:
                                  f"set them to match, e.g. --set hardware.devices={world // hardware.nodes or 1}")
 
 
-def strategy_environment(hardware: HardwareSection) -> dict[str, str]:
-    """Environment that tells Accelerate which distributed engine to use in the launched processes."""
+def strategy_environment(hardware: HardwareSection, *, cpu: bool = False) -> dict[str, str]:
+    """Environment that tells Accelerate which distributed engine to use in the launched processes (and
+    DeepSpeed, on CPU processes, that its accelerator is the CPU: it then talks over gloo)."""
     if hardware.strategy == "deepspeed":
-        return {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": str(hardware.zero_stage)}
+        return {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": str(hardware.zero_stage),
+                **({"DS_ACCELERATOR": "cpu"} if cpu else {})}
     return {}
 
 

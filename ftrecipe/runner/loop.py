@@ -137,6 +137,8 @@ class CommonLoop:
         else:
             optimizer = build_optimizer(model, training)
             self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
+        # ZeRO-3 partitions the weights as FSDP does: every forward (evaluation's too) gathers them from all
+        self.partitioned = self.sharded or (self.recipe.hardware.strategy == "deepspeed" and self.recipe.hardware.zero_stage == 3)
         self.batches_per_epoch = len(self.loader)
         self.total_steps, self.steps_per_epoch = step_counts(self.batches_per_epoch, training, self.max_steps)
         self.scheduler = build_scheduler(self.optimizer, training, self.total_steps)
@@ -175,14 +177,14 @@ class CommonLoop:
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, when: Literal["before", "periodic", "after"]) -> EvalResult | None:
-        """The task's evaluation on the main process, the others waiting; a sharded model is
-        evaluated by every process in step (each forward gathers the weights from all of them), and
-        the main process's result is kept. ``ctx.evaluation`` says ``when`` while the task evaluates."""
+        """The task's evaluation on the main process, the others waiting; a partitioned model (FSDP,
+        ZeRO-3) is evaluated by every process in step (each forward gathers the weights from all of
+        them), and the main process's result is kept. ``ctx.evaluation`` says ``when`` while the task evaluates."""
         data = self.data
         if data.eval is None or len(data.eval) == 0:
             return None
         result = None
-        if self.main or self.sharded:
+        if self.main or self.partitioned:
             unwrapped = self.accelerator.unwrap_model(self.model)
             unwrapped.eval()
             ctx = self.task.ctx
@@ -357,8 +359,8 @@ class CommonLoop:
         from every process into an unsharded copy on the main process (None on the others)."""
         if self.sharded:
             state = gather_full_state(self.model)
-        elif self.recipe.hardware.zero_stage == 3 and "DEEPSPEED" in str(self.accelerator.distributed_type):
-            state = self.accelerator.get_state_dict(self.model)  # ZeRO-3 partitions the weights: gathered by DeepSpeed
+        elif self.partitioned:
+            state = self.accelerator.get_state_dict(self.model)  # ZeRO-3: DeepSpeed gathers every partition
         else:
             return self.model
         if not self.main:

@@ -70,15 +70,13 @@ def check_hardware(recipe: RecipeBase, device_type: str) -> None:
     """Refuse what this device cannot honour (the core switches, the distributed strategy) before any
     process is started or data read."""
     training, strategy = recipe.training, recipe.hardware.strategy
-    if strategy == "deepspeed" and device_type != "cuda":
-        raise RecipeRuntimeError(("hardware", "strategy"), f"DeepSpeed shards over CUDA devices, but this run is on "
-                                                           f"{device_type}; use fsdp or ddp")
-    if strategy == "fsdp" and device_type == "mps":
-        raise RecipeRuntimeError(("hardware", "strategy"), "FSDP has no MPS backend; use ddp")
+    if strategy in ("deepspeed", "fsdp") and device_type == "mps":
+        raise RecipeRuntimeError(("hardware", "strategy"), f"{'DeepSpeed' if strategy == 'deepspeed' else 'FSDP'} has no "
+                                                           "MPS backend; use ddp")
     if strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
-        raise RecipeRuntimeError(("hardware", "strategy"), "DeepSpeed is not installed: pip install deepspeed "
-                                                           "(it builds from source against your torch; ftrecipe has not "
-                                                           "tested it, see the README), or use strategy: fsdp")
+        raise RecipeRuntimeError(("hardware", "strategy"), "DeepSpeed is not installed: pip install 'ftrecipe[deepspeed]' "
+                                                           "(a source package; its CPU kernel compiles on first use), "
+                                                           "or use strategy: fsdp")
     if training.optimizer in BITSANDBYTES_OPTIMIZERS and importlib.util.find_spec("bitsandbytes") is None:
         raise RecipeRuntimeError(("training", "optimizer"),
                                  f"{training.optimizer} needs bitsandbytes: pip install 'ftrecipe[gpu]'")

@@ -78,13 +78,21 @@ def test_switches_the_device_cannot_honour_are_refused(monkeypatch):
         preflight.check_hardware(recipe_with(compile=True), "mps")
 
 
-@pytest.mark.parametrize(("strategy", "device"), [("deepspeed", "cpu"), ("deepspeed", "mps"), ("fsdp", "mps")])
-def test_sharding_strategies_are_refused_where_they_cannot_run_not_replaced_by_ddp(strategy, device):
-    """DeepSpeed is CUDA-only here and FSDP has no MPS backend; FSDP on CPU processes runs (gloo)."""
+@pytest.mark.parametrize("strategy", ["deepspeed", "fsdp"])
+def test_sharding_strategies_are_refused_where_they_cannot_run_not_replaced_by_ddp(strategy):
+    """Neither DeepSpeed nor FSDP has an MPS backend; both run on CPU processes (gloo)."""
     with pytest.raises(RecipeRuntimeError) as error:
-        preflight.check_hardware(recipe_with({"strategy": strategy}), device)
+        preflight.check_hardware(recipe_with({"strategy": strategy}), "mps")
     assert error.value.path == ("hardware", "strategy") and "ddp" in error.value.message
-    preflight.check_hardware(recipe_with({"strategy": "fsdp"}), "cpu")
+    preflight.check_hardware(recipe_with({"strategy": strategy}), "cpu")
+
+
+def test_deepspeed_missing_is_refused_with_the_install_command(monkeypatch):
+    real = preflight.importlib.util.find_spec
+    monkeypatch.setattr(preflight.importlib.util, "find_spec", lambda name: None if name == "deepspeed" else real(name))
+    with pytest.raises(RecipeRuntimeError) as error:
+        preflight.check_hardware(recipe_with({"strategy": "deepspeed"}), "cuda")
+    assert error.value.path == ("hardware", "strategy") and "pip install 'ftrecipe[deepspeed]'" in error.value.message
 
 
 def test_paged_adamw_8bit_is_bitsandbytes_paged_optimizer():

@@ -142,6 +142,10 @@ def test_yaml_level_problems(example_registry, text, expected):
         ("hardware:\n  accelerator: mps\n  strategy: fsdp\n", "r.yaml:8:13: hardware.strategy: FSDP has no MPS backend"),
         ("hardware:\n  strategy: fsdp\n  precision: fp16-mixed\n", "r.yaml:8:14: hardware.precision: FSDP here trains in bf16-mixed or fp32"),
         ("training:\n  compile: true\nhardware:\n  strategy: fsdp\n", "r.yaml:7:12: training.compile: compiled layers have not been tested under FSDP"),
+        ("hardware:\n  accelerator: mps\n  strategy: deepspeed\n", "r.yaml:8:13: hardware.strategy: DeepSpeed has no MPS backend"),
+        ("hardware:\n  strategy: deepspeed\n  precision: fp16-mixed\n", "r.yaml:8:14: hardware.precision: fp16 under DeepSpeed"),
+        ("training:\n  compile: true\nhardware:\n  strategy: deepspeed\n",
+         "r.yaml:7:12: training.compile: compiled layers have not been tested under DeepSpeed"),
         ("freeze:\n  strategy: qlora\ntraining:\n  compile: true\n",
          "r.yaml:9:12: training.compile: torch.compile cannot trace bitsandbytes-quantised weights"),
         ("training:\n  optimizer: paged-adamw-8bit\nhardware:\n  accelerator: cpu\n",
@@ -163,6 +167,8 @@ LLAMA_SCRATCH = "model:\n  modality: causal-lm\n  base: llama\n  init: scratch\n
     [
         (LLAMA_SCRATCH + "freeze:\n  strategy: qlora\nhardware:\n  strategy: fsdp\n",
          "r.yaml:10:13: hardware.strategy: FSDP cannot shard a bitsandbytes-quantised base"),
+        (LLAMA_SCRATCH + "freeze:\n  strategy: qlora\nhardware:\n  strategy: deepspeed\n  zero_stage: 3\n",
+         "r.yaml:11:15: hardware.zero_stage: ZeRO-3 cannot partition a bitsandbytes-quantised base"),
         ("model:\n  modality: text-classification\n  base: bert\n  init: scratch\ndata:\n  format: jsonl\n  train: t.jsonl\n"
          "hardware:\n  strategy: fsdp\n", "r.yaml:9:13: hardware.strategy: text-classification supports strategy ddp or deepspeed, not fsdp"),
         ("model:\n  modality: toy-external\n  base: s\ndata:\n  format: synthetic\nhardware:\n  strategy: fsdp\n",

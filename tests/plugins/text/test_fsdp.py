@@ -1,9 +1,10 @@
-"""A causal LM over two CPU processes with FSDP (gloo): full fine-tuning, LoRA (with gradient
-checkpointing) and the merged save, each saved whole in the format Transformers and PEFT load, and
-equal to data-parallel training of the same data, seed and global batch."""
+"""A causal LM over two CPU processes with FSDP and with DeepSpeed ZeRO-3 (gloo): full fine-tuning, LoRA
+(with gradient checkpointing) and the merged save, each saved whole in the format Transformers and PEFT
+load, and equal to data-parallel training of the same data, seed and global batch."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,12 @@ pytestmark = pytest.mark.e2e
 LORA = "  strategy: lora\n  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n"
 TWO = ("--set", "hardware.devices=2")
 FSDP = ("--set", "hardware.strategy=fsdp")
+ZERO3 = ("--set", "hardware.strategy=deepspeed", "--set", "hardware.zero_stage=3")
+DEMO = ROOT / "recipes" / "demo" / "llama.yaml"
+SHORT = ("--set", "data.train_size=200", "--set", "data.eval_size=8", "--set", "training.max_steps=4",
+         "--set", "training.batch_size=4", "--set", "hardware.accelerator=cpu", *TWO)
+needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
+                                     reason="DeepSpeed is not installed (pip install 'ftrecipe[deepspeed]')")
 TOLERANCE = 1e-5
 """FSDP reduce-scatters what DDP all-reduces: the same sums in another order, so float32 rounding differs."""
 
@@ -25,10 +32,26 @@ def llama_dir(tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("llama"), "llama")
 
 
+@pytest.fixture(scope="module")
+def demo_ddp(tmp_path_factory) -> Path:
+    """The LLaMA demo for a few steps on two data-parallel processes: what the sharded runs must equal."""
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    run_ok(DEMO, out, *SHORT)
+    return out
+
+
 def lora_recipe(tmp: Path, base: Path, save: str) -> Path:
     recipe = sft_recipe(tmp, base, LORA, save=save)
     recipe.write_text(recipe.read_text().replace("training:\n", "training:\n  gradient_checkpointing: true\n", 1))
     return recipe
+
+
+@pytest.fixture(scope="module")
+def lora_ddp(tmp_path_factory, llama_dir) -> Path:
+    """LoRA on two data-parallel processes: the adapter the sharded runs must equal."""
+    folder = tmp_path_factory.mktemp("lora-ddp")
+    run_ok(lora_recipe(folder, llama_dir, "adapter"), folder / "run", *TWO)
+    return folder / "run"
 
 
 def assert_same_tensors(a: dict, b: dict, atol: float) -> None:
@@ -40,25 +63,22 @@ def assert_same_tensors(a: dict, b: dict, atol: float) -> None:
     assert all(torch.isfinite(v).all() for v in a.values())
 
 
-def test_the_demo_fully_fine_tuned_is_saved_whole_and_matches_data_parallel(tmp_path):
-    """recipes/demo/llama.yaml for a few steps: the FSDP model loads in Transformers with no missing or
-    unexpected weights, and equals the DDP one."""
+@pytest.mark.parametrize("strategy", ["fsdp", pytest.param("zero3", marks=needs_deepspeed)])
+def test_the_demo_fully_fine_tuned_is_saved_whole_and_matches_data_parallel(tmp_path, demo_ddp, strategy):
+    """recipes/demo/llama.yaml for a few steps: the FSDP (or ZeRO-3) model loads in Transformers with no
+    missing or unexpected weights, and equals the DDP one."""
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    demo = ROOT / "recipes" / "demo" / "llama.yaml"
-    short = ("--set", "data.train_size=200", "--set", "data.eval_size=8", "--set", "training.max_steps=4",
-             "--set", "training.batch_size=4", "--set", "hardware.accelerator=cpu", *TWO)
-    fsdp = run_ok(demo, tmp_path / "fsdp", *short, *FSDP)
-    run_ok(demo, tmp_path / "ddp", *short)
-    assert fsdp["world_size"] == 2 and fsdp["eval_after"]["eval_loss"] < fsdp["eval_before"]["eval_loss"]
-    _, info = AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "model", output_loading_info=True)
+    sharded = run_ok(DEMO, tmp_path / strategy, *SHORT, *(FSDP if strategy == "fsdp" else ZERO3))
+    assert sharded["world_size"] == 2 and sharded["eval_after"]["eval_loss"] < sharded["eval_before"]["eval_loss"]
+    _, info = AutoModelForCausalLM.from_pretrained(tmp_path / strategy / "model", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    assert_same_tensors(load_file(tmp_path / "fsdp" / "model" / "model.safetensors"),
-                        load_file(tmp_path / "ddp" / "model" / "model.safetensors"), TOLERANCE)
+    assert_same_tensors(load_file(tmp_path / strategy / "model" / "model.safetensors"),
+                        load_file(demo_ddp / "model" / "model.safetensors"), TOLERANCE)
 
 
-def test_lora_adapter_and_merged_save_under_fsdp(tmp_path, llama_dir):
+def test_lora_adapter_and_merged_save_under_fsdp(tmp_path, llama_dir, lora_ddp):
     """The adapter matches data-parallel training and loads with PEFT; the merged save is that adapter
     folded into the base (loads in Transformers with nothing missing)."""
     import torch
@@ -67,11 +87,10 @@ def test_lora_adapter_and_merged_save_under_fsdp(tmp_path, llama_dir):
     from transformers import AutoModelForCausalLM
 
     run_ok(lora_recipe(tmp_path, llama_dir, "adapter"), tmp_path / "fsdp", *TWO, *FSDP)
-    run_ok(lora_recipe(tmp_path, llama_dir, "adapter"), tmp_path / "ddp", *TWO)
     run_ok(lora_recipe(tmp_path, llama_dir, "merged"), tmp_path / "merged", *TWO, *FSDP)
     adapter = tmp_path / "fsdp" / "model"
     assert_same_tensors(load_file(adapter / "adapter_model.safetensors"),
-                        load_file(tmp_path / "ddp" / "model" / "adapter_model.safetensors"), TOLERANCE)
+                        load_file(lora_ddp / "model" / "adapter_model.safetensors"), TOLERANCE)
     folded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(llama_dir), adapter).merge_and_unload()
     merged, info = AutoModelForCausalLM.from_pretrained(tmp_path / "merged" / "model", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
@@ -79,3 +98,14 @@ def test_lora_adapter_and_merged_save_under_fsdp(tmp_path, llama_dir):
     base = AutoModelForCausalLM.from_pretrained(llama_dir).state_dict()
     changed = {k for k, v in merged.state_dict().items() if not torch.equal(v, base[k])}
     assert changed and all("q_proj" in k or "v_proj" in k for k in changed)
+
+
+@needs_deepspeed
+def test_lora_adapter_under_deepspeed_zero3(tmp_path, llama_dir, lora_ddp):
+    """ZeRO-3 partitions the frozen base and the adapter alike: the adapter gathered from both processes
+    loads with PEFT and matches data-parallel training."""
+    from safetensors.torch import load_file
+
+    run_ok(lora_recipe(tmp_path, llama_dir, "adapter"), tmp_path / "zero3", *TWO, *ZERO3)
+    assert_same_tensors(load_file(tmp_path / "zero3" / "model" / "adapter_model.safetensors"),
+                        load_file(lora_ddp / "model" / "adapter_model.safetensors"), TOLERANCE)
