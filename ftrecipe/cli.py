@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -191,10 +192,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not result.ok:
         print(render(result.diagnostics, "text"), file=sys.stderr)
         return EXIT_USAGE
-    if args.owns_process and not result.recipe.uses_bitsandbytes:
-        from ftrecipe.libraries import leave_bitsandbytes_out
+    if args.owns_process:
+        from ftrecipe.libraries import leave_out
 
-        leave_bitsandbytes_out()
+        recipe = result.recipe
+        leave_out(*(["bitsandbytes"] if not recipe.uses_bitsandbytes else []),
+                  *(["deepspeed"] if recipe.hardware.strategy != "deepspeed" else []))
     from ftrecipe.errors import RecipeRuntimeError, RunFailure
     from ftrecipe.registry import get_registry
     from ftrecipe.runner.preflight import preflight
@@ -247,6 +250,9 @@ def main(argv: Sequence[str] | None = None, *, owns_process: bool = False) -> in
         from ftrecipe.libraries import collect_library_output
 
         collect_library_output()  # before anything imports a library
+    if owns_process and args.command in ("plan", "diff"):
+        # nothing here starts DeepSpeed; Accelerate imports it for isinstance checks where installed
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # (and its accelerator detection would print)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

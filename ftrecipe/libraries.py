@@ -9,8 +9,9 @@ that change what the user gets are restated once in ftrecipe's words (:data:`NOT
 leaves every library as it is.
 
 Transformers, Diffusers and PEFT also import bitsandbytes whenever it is installed, and bitsandbytes
-then reaches for hub kernels. Where nothing is quantised, :func:`leave_bitsandbytes_out` makes it
-look absent to them (about 2 s and two lines saved).
+then reaches for hub kernels; Accelerate imports DeepSpeed on every ``save_pretrained``, and DeepSpeed
+prints as it starts. Where they are not used, :func:`leave_out` makes them look absent (about 2 s and
+two lines saved for bitsandbytes, 1 s and a line for DeepSpeed).
 """
 
 from __future__ import annotations
@@ -161,9 +162,15 @@ def printed_by(library: str) -> Iterator[None]:
                 logging.getLogger(library).warning(line)
 
 
-def leave_bitsandbytes_out() -> None:
-    """Make bitsandbytes look absent to the libraries that import it whenever it is installed; for a
-    process that quantises nothing and uses none of its optimizers. (Python's documented way: a None
-    in ``sys.modules`` makes ``find_spec`` answer None and an import fail.)"""
-    if "bitsandbytes" not in sys.modules:
-        sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
+def leave_out(*packages: str) -> None:
+    """Make ``packages`` look absent to the libraries that import them whenever they are installed; for a
+    process that uses none of them (bitsandbytes where nothing is quantised; DeepSpeed, which Accelerate
+    imports on every ``save_pretrained``, where the strategy is not deepspeed). (Python's documented way:
+    a None in ``sys.modules`` makes ``find_spec`` answer None and an import fail.)"""
+    for package in packages:
+        if package not in sys.modules:
+            sys.modules[package] = None  # type: ignore[assignment]
+    if "deepspeed" in packages:
+        # where it is imported all the same (Accelerate, imported earlier, found it available), it only
+        # serves isinstance checks: spare its printed accelerator detection
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")

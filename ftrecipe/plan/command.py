@@ -37,10 +37,12 @@ def run_plan(args: argparse.Namespace) -> int:
     if invalid:
         print(render(invalid, "text"), file=sys.stderr)
         return EXIT_USAGE
-    if getattr(args, "owns_process", False) and not (args.probe and any(r.recipe.uses_bitsandbytes for r in results)):
-        from ftrecipe.libraries import leave_bitsandbytes_out
+    if getattr(args, "owns_process", False):
+        from ftrecipe.libraries import leave_out
 
-        leave_bitsandbytes_out()  # a plan quantises nothing: NF4 and 8-bit states are arithmetic
+        # a plan quantises nothing (NF4 and 8-bit states are arithmetic) and starts no DeepSpeed engine;
+        # a probe runs real steps, on one process
+        leave_out("deepspeed", *(["bitsandbytes"] if not (args.probe and any(r.recipe.uses_bitsandbytes for r in results)) else []))
     from ftrecipe.plan.build import plan_recipe
 
     plans, code = [], EXIT_OK

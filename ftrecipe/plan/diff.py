@@ -342,9 +342,9 @@ def run_diff(args: argparse.Namespace, planner: Planner | None = None) -> int:
         print(render([d for result in results if not result.ok for d in result.diagnostics], "text"), file=sys.stderr)
         return EXIT_USAGE
     if getattr(args, "owns_process", False):
-        from ftrecipe.libraries import leave_bitsandbytes_out
+        from ftrecipe.libraries import leave_out
 
-        leave_bitsandbytes_out()  # plans quantise nothing: NF4 and 8-bit states are arithmetic
+        leave_out("bitsandbytes", "deepspeed")  # plans quantise nothing (NF4 and 8-bit states are arithmetic) nor shard
     try:
         diff = diff_recipes(*results, planner=planner or _default_planner(
             trust_remote_code=getattr(args, "trust_remote_code", False), untrusted=untrusted,

@@ -108,4 +108,10 @@ def build_tiny_pipeline(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pipeline.save_pretrained(out)
+    # Every process of a several-device job builds its own copy, and Transformers (5.2x) writes the text
+    # encoder (config and weights) on rank 0 only once torch.distributed is up: written here, in every process.
+    from safetensors.torch import save_model
+
+    text_encoder.config.save_pretrained(out / "text_encoder")
+    save_model(text_encoder, str(out / "text_encoder" / "model.safetensors"), metadata={"format": "pt"})
     return out

@@ -29,6 +29,9 @@ def module_plan_cache(tmp_path_factory):
 def plan_cache(module_plan_cache, monkeypatch):
     """One plan cache for the module: its plans vary budgets and batch sizes of a few recipes, nothing is patched."""
     monkeypatch.setenv("FTRECIPE_CACHE_DIR", str(module_plan_cache))
+    # in this process the command is the library API, which leaves the libraries as they are: say what
+    # `ftrecipe plan` says to DeepSpeed (imported by Accelerate's save_pretrained) so it prints nothing
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
     return module_plan_cache
 
 
