@@ -72,6 +72,10 @@ def check_precision(recipe: RecipeBase) -> Iterator[Problem]:
         yield Problem(("model", "dtype"), "float16 weights are not supported for training on the CPU; use bfloat16 or float32")
 
 
+SHARDING = {"fsdp": "FSDP", "deepspeed": "DeepSpeed"}
+"""The strategies that wrap or partition the model, by the name their messages use."""
+
+
 def check_distribution(recipe: RecipeBase, strategies: tuple[str, ...]) -> Iterator[Problem]:
     """The strategy is one the modality supports (``Modality.strategies``), and FSDP is combined only
     with what the runner shards correctly."""
@@ -82,6 +86,9 @@ def check_distribution(recipe: RecipeBase, strategies: tuple[str, ...]) -> Itera
                       f"{modality} supports strategy {' or '.join(strategies)}, not {hardware.strategy} "
                       "(the README's table lists what each modality supports)")
         return
+    if hardware.strategy in SHARDING and recipe.training.compile:
+        yield Problem(("training", "compile"), f"compiled layers have not been tested under {SHARDING[hardware.strategy]}; "
+                                               "set compile: false or use strategy: ddp")
     if hardware.strategy == "deepspeed":
         yield from check_deepspeed(recipe)
     if hardware.strategy != "fsdp":
@@ -93,13 +100,10 @@ def check_distribution(recipe: RecipeBase, strategies: tuple[str, ...]) -> Itera
     if hardware.precision == "fp16-mixed":
         yield Problem(("hardware", "precision"), "FSDP here trains in bf16-mixed or fp32 (fp16 would need a "
                                                  "sharded gradient scaler); use bf16-mixed")
-    if recipe.training.compile:
-        yield Problem(("training", "compile"), "compiled layers have not been tested under FSDP; set compile: false "
-                                               "or use strategy: ddp")
 
 
 def check_deepspeed(recipe: RecipeBase) -> Iterator[Problem]:
-    """DeepSpeed with what has been run under it: bf16-mixed or fp32, no compile, no 4-bit base under ZeRO-3."""
+    """DeepSpeed with what has been run under it: bf16-mixed or fp32, no 4-bit base under ZeRO-3."""
     hardware = recipe.hardware
     if recipe.quantised_base and hardware.zero_stage == 3:
         yield Problem(("hardware", "zero_stage"), "ZeRO-3 cannot partition a bitsandbytes-quantised base (its 4-bit "
@@ -108,9 +112,6 @@ def check_deepspeed(recipe: RecipeBase) -> Iterator[Problem]:
     if hardware.precision == "fp16-mixed":
         yield Problem(("hardware", "precision"), "fp16 under DeepSpeed (its own loss scaler) has not been tested here; "
                                                  "use bf16-mixed")
-    if recipe.training.compile:
-        yield Problem(("training", "compile"), "compiled layers have not been tested under DeepSpeed; set compile: false "
-                                               "or use strategy: ddp")
 
 
 def check_head(recipe: RecipeBase) -> Iterator[Problem]:
