@@ -221,7 +221,9 @@ class ModalityTask:
 
     # -- model ---------------------------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
-        """The base model with the recipe's head, on the CPU, before any freezing."""
+        """The base model with the recipe's head, on the CPU, before any freezing. Each call returns a new
+        model: a sharded run (FSDP, ZeRO-3) calls it again at the end for the unsharded copy it gathers
+        the trained weights into (their values are then replaced, so its architecture is what matters)."""
         raise NotImplementedError
 
     def anatomy(self, model: torch.nn.Module) -> ModelAnatomy:

@@ -26,7 +26,7 @@ from ftrecipe.runner.checkpoint import LoopState, fingerprint, latest_checkpoint
 from ftrecipe.runner.optim import build_optimizer, build_scheduler, step_counts
 from ftrecipe.runner.outputs import MetricsLog, add_to_run_info
 from ftrecipe.runner.progress import Reporter
-from ftrecipe.runner.sharding import gather_full_state, load_shards, load_whole, save_shards, shard_model
+from ftrecipe.runner.sharding import gather_full_state, load_shards, load_whole, save_shards, shard_model, unsharded_root
 from ftrecipe.runner.speed import compile_blocks, describe, eager
 from ftrecipe.runner.stop import Interrupted, StopFlag, StopVote
 from ftrecipe.task import DataBundle, EvalResult, FitResult, ModalityTask
@@ -190,7 +190,7 @@ class CommonLoop:
             ctx = self.task.ctx
             ctx.evaluation = when
             try:
-                with torch.no_grad(), eager(self.training.compile):
+                with torch.no_grad(), eager(self.training.compile), unsharded_root(self.model, self.sharded):
                     result = self.task.evaluate(unwrapped, data, max_examples=self.recipe.evaluation.max_examples)
             finally:
                 ctx.evaluation = None

@@ -5,8 +5,8 @@ Built on PyTorch's FSDP2 (``torch.distributed.fsdp.fully_shard``) and its distri
 a GPU job does is what the suite runs. Accelerate's FSDP integration is not used because it only
 engages on accelerator devices: on CPU processes it would silently run plain data parallelism.
 
-- **What is sharded:** each member of every homogeneous layer stack (a transformer's layers), then
-  the root, which keeps the rest (embeddings, heads) and the weight ties between them. A PEFT model's
+- **What is sharded:** each member of every homogeneous layer stack (a transformer's layers; a stack
+  nested in another's member first, as FSDP2 requires), then the root, which keeps the rest (embeddings, heads) and the weight ties between them. A PEFT model's
   root is its base model, so that generation (which PEFT routes to the base model) gathers the root's
   weights too.
 - **Checkpoints:** every process writes its own shards of the model and optimizer with
@@ -19,6 +19,8 @@ engages on accelerator devices: on CPU processes it would silently run plain dat
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +50,26 @@ def shard_model(model: torch.nn.Module, device_type: str, mixed_precision: str) 
     mesh = init_device_mesh(device_type, (dist.get_world_size(),))
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if mixed_precision == "bf16" \
         else MixedPrecisionPolicy()
-    for block in repeated_blocks(model):
+    for block in reversed(repeated_blocks(model)):  # inner stacks first (a UNet's attention holds its own)
         fully_shard(block, mesh=mesh, mp_policy=policy)
     fully_shard(_root(model), mesh=mesh, mp_policy=policy)
     return model
+
+
+@contextlib.contextmanager
+def unsharded_root(model: torch.nn.Module, sharded: bool) -> Iterator[None]:
+    """The root's own weights (embeddings, heads, a UNet's outer layers) gathered inside, so that an
+    evaluation may call a submodule directly (a Diffusers pipeline calls the UNet, not the model that
+    holds it); the layer stacks still gather themselves as they run. A no-op when not ``sharded``."""
+    if not sharded:
+        yield
+        return
+    root = _root(model)
+    root.unshard()
+    try:
+        yield
+    finally:
+        root.reshard()
 
 
 def save_shards(model: torch.nn.Module, optimizer: torch.optim.Optimizer, directory: Path) -> None:

@@ -69,6 +69,7 @@ def _check(recipe) -> list[Problem]:
 def ftrecipe_modalities():
     return Modality(
         name=STABLE_DIFFUSION,
+        strategies=("ddp", "fsdp"),
         section=s.DiffusionModel,
         task="ftrecipe_diffusion.task:DreamBoothTask",
         description="Text-to-image: Stable Diffusion taught one subject from a few photos (DreamBooth), full or LoRA.",

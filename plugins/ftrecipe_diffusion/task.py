@@ -132,9 +132,14 @@ class DreamBoothTask(ModalityTask):
 
     # -- model and loss ------------------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
-        text_encoder = self.text_encoder if self.train_text_encoder else None
+        """The pipeline's own UNet (and text encoder when it trains) the first time; then a new copy of the
+        same architecture (what a sharded run gathers its weights into)."""
+        unet, text_encoder = self.pipeline.unet, self.text_encoder if self.train_text_encoder else None
+        if hasattr(self, "_cache"):
+            unet = type(unet).from_config(unet.config).to(unet.dtype)
+            text_encoder = type(text_encoder)(text_encoder.config).to(text_encoder.dtype) if text_encoder is not None else None
         self._cache: dict[str, Any] = {}
-        return sd_model.DreamBoothModel(self.pipeline.unet, text_encoder)
+        return sd_model.DreamBoothModel(unet, text_encoder)
 
     def anatomy(self, model: torch.nn.Module) -> ModelAnatomy:
         return sd_model.anatomy(model, self.weight_dtype)

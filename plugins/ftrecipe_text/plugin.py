@@ -72,7 +72,7 @@ def ftrecipe_modalities():
             starter_recipe=_starter("text-classification.yaml"),
             checks=(_check_classification,),
             run_checks=(pretrained_check(),),
-            strategies=("ddp", "deepspeed"),
+            strategies=("ddp", "fsdp", "deepspeed"),
         ),
     ]
 

@@ -169,8 +169,8 @@ LLAMA_SCRATCH = "model:\n  modality: causal-lm\n  base: llama\n  init: scratch\n
          "r.yaml:10:13: hardware.strategy: FSDP cannot shard a bitsandbytes-quantised base"),
         (LLAMA_SCRATCH + "freeze:\n  strategy: qlora\nhardware:\n  strategy: deepspeed\n  zero_stage: 3\n",
          "r.yaml:11:15: hardware.zero_stage: ZeRO-3 cannot partition a bitsandbytes-quantised base"),
-        ("model:\n  modality: text-classification\n  base: bert\n  init: scratch\ndata:\n  format: jsonl\n  train: t.jsonl\n"
-         "hardware:\n  strategy: fsdp\n", "r.yaml:9:13: hardware.strategy: text-classification supports strategy ddp or deepspeed, not fsdp"),
+        ("model:\n  modality: stable-diffusion\n  base: sd\n  init: scratch\ndata:\n  format: synthetic-subject\n"
+         "hardware:\n  strategy: deepspeed\n", "r.yaml:8:13: hardware.strategy: stable-diffusion supports strategy ddp or fsdp, not deepspeed"),
         ("model:\n  modality: toy-external\n  base: s\ndata:\n  format: synthetic\nhardware:\n  strategy: fsdp\n",
          "r.yaml:7:13: hardware.strategy: toy-external supports strategy ddp, not fsdp"),
     ],

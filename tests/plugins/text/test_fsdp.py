@@ -1,6 +1,6 @@
 """A causal LM over two CPU processes with FSDP and with DeepSpeed ZeRO-3 (gloo): full fine-tuning, LoRA
-(with gradient checkpointing) and the merged save, each saved whole in the format Transformers and PEFT
-load, and equal to data-parallel training of the same data, seed and global batch."""
+(with gradient checkpointing) and the merged save, and a text classifier, each saved whole in the format
+Transformers and PEFT load, and equal to data-parallel training of the same data, seed and global batch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_ok
-from tests.plugins.text.test_runs import sft_recipe, tiny_checkpoint
+from tests.plugins.text.test_runs import sft_recipe, tiny_checkpoint, write_jsonl
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +109,44 @@ def test_lora_adapter_under_deepspeed_zero3(tmp_path, llama_dir, lora_ddp):
     run_ok(lora_recipe(tmp_path, llama_dir, "adapter"), tmp_path / "zero3", *TWO, *ZERO3)
     assert_same_tensors(load_file(tmp_path / "zero3" / "model" / "adapter_model.safetensors"),
                         load_file(lora_ddp / "model" / "adapter_model.safetensors"), TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def classifier_recipe(tmp_path_factory) -> Path:
+    """Full fine-tuning of a tiny BERT with a new two-label head (dropout on: the processes' seeds differ)."""
+    folder = tmp_path_factory.mktemp("classifier")
+    base = tiny_checkpoint(folder / "bert", "bert")
+    rows = [{"text": t, "label": l} for t, l in [("great movie", "pos"), ("awful service", "neg"), ("it was fine", "pos")] * 12]
+    write_jsonl(folder / "train.jsonl", rows)
+    recipe = folder / "classify.yaml"
+    recipe.write_text(
+        f"model:\n  modality: text-classification\n  base: {base}\n"
+        "freeze:\n  strategy: full\n"
+        "head:\n  mode: replace\n  labels: [neg, pos]\n"
+        "data:\n  format: jsonl\n  train: train.jsonl\n  max_length: 16\n"
+        "training:\n  max_steps: 4\n  batch_size: 4\n  learning_rate: 1.0e-3\n"
+        "hardware:\n  accelerator: cpu\n  precision: fp32\n  devices: 2\n")
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def classifier_ddp(tmp_path_factory, classifier_recipe) -> Path:
+    out = tmp_path_factory.mktemp("classifier-ddp") / "run"
+    run_ok(classifier_recipe, out)
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", pytest.param("zero3", marks=needs_deepspeed)])
+def test_a_text_classifier_is_saved_whole_and_matches_data_parallel(tmp_path, classifier_recipe, classifier_ddp, strategy):
+    """BERT with a new head on two processes: the FSDP (or ZeRO-3) model loads in
+    AutoModelForSequenceClassification with nothing missing, keeps the labels, and equals DDP's."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    summary = run_ok(classifier_recipe, tmp_path / strategy, *(FSDP if strategy == "fsdp" else ZERO3))
+    assert summary["world_size"] == 2
+    model, info = AutoModelForSequenceClassification.from_pretrained(tmp_path / strategy / "model", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+    assert_same_tensors(load_file(tmp_path / strategy / "model" / "model.safetensors"),
+                        load_file(classifier_ddp / "model" / "model.safetensors"), TOLERANCE)
