@@ -76,6 +76,9 @@ for line in requests:
     sys.path[:] = [base_path[0], *request["paths"], *base_path[1:]]
     importlib.invalidate_caches()
     import ftrecipe.cli
+    if request["args"][:1] == ["run"]:  # a run on several devices forks its workers from here (ftrecipe.forked_workers)
+        from ftrecipe.forked_workers import start_server
+        start_server(ftrecipe.cli.main)
     sys.argv = [os.path.join(os.path.dirname(ftrecipe.cli.__file__), "__main__.py"), *request["args"]]
     try:
         code = ftrecipe.cli.main(request["args"], owns_process=True)

@@ -43,9 +43,11 @@ def strategy_environment(hardware: HardwareSection, *, cpu: bool = False) -> dic
     return {}
 
 
-def launch_arguments(devices: int, argv: Sequence[str]) -> list[str]:
-    """torchrun's command line (after ``torchrun``) that runs this same command once per device."""
-    return ["--standalone", f"--nproc_per_node={devices}", "-m", "ftrecipe", *argv]
+def launch_arguments(devices: int, argv: Sequence[str], worker_server: str | None = None) -> list[str]:
+    """torchrun's command line (after ``torchrun``) that runs this same command once per device (forked
+    by ``worker_server`` where this process has one: see :mod:`ftrecipe.forked_workers`)."""
+    module = ["-m", "ftrecipe.forked_workers", worker_server] if worker_server else ["-m", "ftrecipe"]
+    return ["--standalone", f"--nproc_per_node={devices}", *module, *argv]
 
 
 def multinode_instructions(hardware: HardwareSection, argv: Sequence[str]) -> str:
@@ -70,6 +72,8 @@ def relaunch(hardware: HardwareSection, argv: Sequence[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from ftrecipe.forked_workers import socket_path
+
     if "--debug" not in argv:  # the agent's own notices: the workers report for themselves
         for name in list(logging.root.manager.loggerDict):
             if name.startswith("torch.distributed.elastic"):
@@ -80,7 +84,7 @@ def relaunch(hardware: HardwareSection, argv: Sequence[str]) -> int:
     # torchrun would set 1 and say so; share the cores between the processes instead
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // hardware.devices)))
     try:
-        run(parse_args(launch_arguments(hardware.devices, argv)))
+        run(parse_args(launch_arguments(hardware.devices, argv, socket_path())))
     except SignalException as error:  # Ctrl-C: 130, SIGTERM: 143
         return 128 + int(error.sigval)
     except ChildFailedError as error:
