@@ -12,6 +12,7 @@ from ftrecipe.plugin import Augmentation, DatasetFormat, Metric, Modality, Probl
 from ftrecipe_vision.classification import sections as s
 from ftrecipe_vision.pretrained import is_weight_file, weights_run_check
 from ftrecipe_vision.weights_table import builders, of_kind
+from ftrecipe_vision.hardware import VisionHardware, check_sync_batchnorm
 
 IMAGE_CLASSIFICATION = "image-classification"
 MODALITIES = (IMAGE_CLASSIFICATION,)
@@ -82,9 +83,9 @@ def ftrecipe_modalities():
         description="Image classification: a torchvision model (ResNet, EfficientNet, ViT, ...) with a head for your labels.",
         default_metrics=("accuracy", "top5_accuracy", "f1"),
         starter_recipe=STARTER,
-        checks=(_check,),
+        checks=(_check, check_sync_batchnorm),
         run_checks=(weights_run_check,),
-        sections={"head": s.ClassificationHead, "output": s.ClassificationOutput},
+        sections={"head": s.ClassificationHead, "output": s.ClassificationOutput, "hardware": VisionHardware},
         ignores={
             "model.revision": "torchvision weights are named by model.weights",
             "model.dtype": "torchvision weights load in float32 (hardware.precision sets mixed precision)",

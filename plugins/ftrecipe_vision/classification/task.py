@@ -18,6 +18,7 @@ from ftrecipe_vision.classification import architecture as arch
 from ftrecipe_vision.classification import choices
 from ftrecipe_vision.classification.augment import AugmentChain
 from ftrecipe_vision.classification.batchnorm import keep_frozen_statistics
+from ftrecipe_vision.hardware import synchronise_batchnorm
 from ftrecipe_vision.classification.dataset import ImageDataset, collate
 from ftrecipe_vision.classification.metrics import confusion_matrix, confusion_picture, per_class_accuracy
 
@@ -168,8 +169,12 @@ class ImageClassificationTask(ModalityTask):
         return get_peft_model(model, config)
 
     def apply_speedups(self, model: nn.Module) -> dict[str, Any]:
-        """Not a speed switch: after the freeze plan, the frozen part's BatchNorm layers keep their statistics
-        (evaluation mode while training), said in the run log and on the model card."""
+        """Not a speed switch: after the freeze plan, ``hardware.sync_batchnorm`` converts the BatchNorm layers,
+        and the frozen part's keep their statistics (evaluation mode while training), said in the run log and
+        on the model card."""
+        synchronised = synchronise_batchnorm(model, self.recipe, self.ctx.device)
+        if synchronised:
+            self.ctx.log(f"hardware.sync_batchnorm: {synchronised} BatchNorm layers use the global batch's statistics")
         self.frozen_batchnorms = keep_frozen_statistics(model)
         if self.frozen_batchnorms:
             self.ctx.log(f"freeze plan: the BatchNorm statistics of the frozen layers stay as trained "

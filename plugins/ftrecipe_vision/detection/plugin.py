@@ -12,6 +12,7 @@ from ftrecipe.plugin import Augmentation, DatasetFormat, Modality, Problem, hook
 from ftrecipe_vision.detection import sections as s
 from ftrecipe_vision.detection.architecture import config_problems
 from ftrecipe_vision.pretrained import weights_run_check
+from ftrecipe_vision.hardware import VisionHardware, check_sync_batchnorm
 
 DETECTION = "object-detection"
 
@@ -60,9 +61,9 @@ def ftrecipe_modalities():
         task="ftrecipe_vision.detection.task:DetectionTask",
         description="Object detection: torchvision's Faster R-CNN (ResNet-50 FPN) with a new box predictor for your classes.",
         starter_recipe=STARTER,
-        checks=(_check,),
+        checks=(_check, check_sync_batchnorm),
         run_checks=(weights_run_check,),
-        sections={"freeze": s.DetectionFreeze, "head": s.DetectionHead, "output": s.DetectionOutput},
+        sections={"freeze": s.DetectionFreeze, "head": s.DetectionHead, "output": s.DetectionOutput, "hardware": VisionHardware},
         ignores={
             "model.revision": "torchvision weights are named by model.weights",
             "model.dtype": "the detector trains in float32 (hardware.precision sets mixed precision)",

@@ -17,6 +17,7 @@ import torch
 from ftrecipe.plugin import DataBundle, EpochIndex, EvalResult, ModalityTask, ModelAnatomy, RecipeRuntimeError
 from ftrecipe_vision.detection import model as detector
 from ftrecipe_vision.detection.data import DetectionDataset, collate, picture, steps_of
+from ftrecipe_vision.hardware import synchronise_batchnorm
 
 SAMPLE_IMAGES = 16
 """At most this many evaluation images are drawn with their predictions into samples/."""
@@ -98,6 +99,14 @@ class DetectionTask(ModalityTask):
 
     def anatomy(self, model: torch.nn.Module) -> ModelAnatomy:
         return detector.anatomy(model)
+
+    def apply_speedups(self, model: torch.nn.Module) -> dict[str, Any]:
+        """Not a speed switch: ``hardware.sync_batchnorm`` converts the trainable BatchNorm layers (a
+        pre-trained v1 body's are FrozenBatchNorm2d, which have no statistics to share)."""
+        synchronised = synchronise_batchnorm(model, self.recipe, self.ctx.device)
+        if synchronised:
+            self.ctx.log(f"hardware.sync_batchnorm: {synchronised} BatchNorm layers use the global batch's statistics")
+        return {}
 
     def compute_loss(self, model: torch.nn.Module, batch: dict[str, list[Any]]) -> torch.Tensor:
         """The sum of torchvision's loss dict (the common loop logs one loss; the parts are not logged separately)."""
