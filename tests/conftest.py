@@ -87,13 +87,14 @@ os.environ["FTRECIPE_CACHE_DIR"] = os.path.join(_PLAN_CACHES, "session")  # envi
 
 
 LONGEST_FIRST = (
-    "tests/core/test_runner.py", "tests/plugins/whisper/test_runs.py", "tests/plugins/yolo/test_runs.py",
-    "tests/core/test_sharded_runs.py", "tests/plugins/text/test_demos.py", "tests/plugins/diffusion/test_runs.py",
-    "tests/plugins/text/test_fsdp.py", "tests/plugins/yolo/test_demo.py", "tests/plugins/vision/test_out_of_tree.py",
-    "tests/core/test_review_hooks.py", "tests/plugins/text/test_runs.py", "tests/recipes/test_shipped_recipes.py",
-    "tests/plugins/text/test_resume.py", "tests/docs/test_plugin_guide.py", "tests/core/test_plan_cli.py",
-    "tests/plugins/whisper/test_fsdp.py", "tests/bench/test_speed_ab.py", "tests/core/test_own_loop.py",
-    "tests/plugins/diffusion/test_units.py", "tests/core/test_diff.py",
+    "tests/plugins/whisper/test_runs.py", "tests/core/test_runner.py", "tests/plugins/text/test_demos.py",
+    "tests/plugins/diffusion/test_runs.py", "tests/plugins/text/test_fsdp.py", "tests/plugins/yolo/test_runs.py",
+    "tests/core/test_sharded_runs.py", "tests/plugins/yolo/test_demo.py", "tests/core/test_deepspeed_runs.py",
+    "tests/plugins/vision/test_out_of_tree.py", "tests/core/test_review_hooks.py", "tests/plugins/text/test_runs.py",
+    "tests/core/test_plan_cli.py", "tests/docs/test_plugin_guide.py", "tests/recipes/test_shipped_recipes.py",
+    "tests/bench/test_speed_ab.py", "tests/plugins/whisper/test_fsdp.py", "tests/plugins/text/test_resume.py",
+    "tests/plugins/diffusion/test_units.py", "tests/core/test_own_loop.py", "tests/recipes/test_plan_probe.py",
+    "tests/core/test_diff.py",
 )
 """The test files that take longest (measured), in that order. The workers take whole files (``--dist
 loadfile``) in collection order, so these go first: a long file started last would leave one worker

@@ -232,7 +232,8 @@ def test_lora_merged_into_the_base_serves_a_pipeline(tmp_path, whisper_dir):
 
 @pytest.mark.e2e
 def test_whisper_demo_wer_falls(tmp_path):
-    """The README's promise: WER 1.0 before, under 0.1 after (measured 0.057), with a margin for noise."""
+    """The README's promise: WER 1.0 before, under 0.1 after (measured 0.029 on one thread, 0.043 on two: the
+    training must not hinge on the order of float sums), with a margin for noise."""
     summary = run_ok(ROOT / "recipes" / "demo" / "whisper.yaml", tmp_path / "demo")
     assert summary["eval_before"]["wer"] >= 0.9
     assert summary["eval_after"]["wer"] <= 0.12 and summary["eval_after"]["cer"] <= 0.12
