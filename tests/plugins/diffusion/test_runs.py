@@ -177,6 +177,36 @@ def test_two_processes_data_parallel_or_sharded_train_the_unet_one_process_train
     StableDiffusionPipeline.from_pretrained(tmp_path / "fsdp" / "model")
 
 
+def test_lora_of_the_unet_and_text_encoder_under_fsdp_matches_one_process(tmp_path):
+    """LoRA on the UNet and the text encoder, sharded over two processes: the adapters gathered from both
+    equal one process's (the same global batch) and load into the pipeline the Diffusers way."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    recipe = tmp_path / "lora.yaml"
+    recipe.write_text(
+        f"model:\n  modality: stable-diffusion\n{TINY}  config: {{unet_channels: 16, vae_channels: 16}}\n"
+        "freeze:\n  strategy: lora\n  lora: {r: 4, alpha: 4, dropout: 0.0}\n"
+        "data:\n  format: synthetic-subject\n  instance_images: 4\n  num_class_images: 4\n  resolution: 32\n"
+        "training:\n  max_steps: 3\n  batch_size: 2\n  learning_rate: 1.0e-2\n  train_text_encoder: true\n"
+        "hardware:\n  accelerator: cpu\n"
+        "evaluation:\n  before_training: false\n  prompts: [a photo of sks toy]\n  images_per_prompt: 1\n  num_inference_steps: 2\n"
+    )
+    run_ok(recipe, tmp_path / "one")
+    sharded = run_ok(recipe, tmp_path / "fsdp", "--set", "hardware.devices=2", "--set", "training.batch_size=1",
+                     "--set", "hardware.strategy=fsdp")
+    assert sharded["world_size"] == 2
+    a = load_file(tmp_path / "one" / "model" / "pytorch_lora_weights.safetensors")
+    b = load_file(tmp_path / "fsdp" / "model" / "pytorch_lora_weights.safetensors")
+    assert a.keys() == b.keys() and any(k.startswith("text_encoder.") for k in a)
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst <= 2e-4, f"largest difference {worst}"
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "fsdp" / "model" / "base")
+    pipe.load_lora_weights(tmp_path / "fsdp" / "model")
+    assert torch.isfinite(next(pipe.unet.parameters())).all()
+
+
 def test_cached_latents_and_text_embeddings_train_exactly_as_without(tmp_path):
     """With the VAE and text encoder frozen, caching their outputs is a pure speed-up: the same weights."""
     from safetensors.torch import load_file
