@@ -27,6 +27,8 @@ import sys
 import tempfile
 from collections.abc import Callable
 
+from ftrecipe.warm_start import run_as_command
+
 _SOCKET: str | None = None
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
 _LENGTH = 8  # bytes of the request's length prefix
@@ -141,25 +143,10 @@ def _become_worker(request: dict, fds: list[int], main: Callable[..., int]) -> N
         os.close(fd)
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)  # line by line, as torchrun's `python -u` writes
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for name in ("SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGCHLD"):
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    if "torch" in sys.modules and os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # what the agent chose per worker
-    import traceback
-
-    sys.argv = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py"), *request["args"]]
-    try:
-        code = main(request["args"], owns_process=True)
-    except SystemExit as stop:
-        code = stop.code
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    sys.exit(code)
+    threads = request["env"].get("OMP_NUM_THREADS", "")
+    if "torch" in sys.modules and threads.isdigit():
+        sys.modules["torch"].set_num_threads(int(threads))  # what the agent chose per worker
+    run_as_command(main, request["args"], request["env"], request["cwd"])
 
 
 def client(path: str, args: list[str]) -> int:

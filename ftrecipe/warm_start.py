@@ -26,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 PRELOADED = ("torch", "torch._dynamo", "numpy", "accelerate", "transformers", "transformers.modeling_utils", "torchvision",
              "safetensors.torch", "datasets", "evaluate", "matplotlib.pyplot", "ftrecipe.validation")
@@ -39,7 +40,7 @@ _READ_AT_RUN_TIME = ("FTRECIPE_", "PYTEST_")
 """Environment variables no preloaded library reads when it is imported."""
 
 _SERVER = r"""
-import json, os, signal, sys, traceback
+import json, os, sys
 import importlib
 replies = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)  # what a library prints when imported goes with its warnings, never into the replies
@@ -65,30 +66,40 @@ for line in requests:
         opened = os.open(path, flags)
         os.dup2(opened, fd)
         os.close(opened)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for name in ("SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
-    if request["cwd"]:
-        os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
     sys.path[:] = [base_path[0], *request["paths"], *base_path[1:]]
     importlib.invalidate_caches()
     import ftrecipe.cli
+    from ftrecipe.warm_start import run_as_command
     if request["args"][:1] == ["run"]:  # a run on several devices forks its workers from here (ftrecipe.forked_workers)
         from ftrecipe.forked_workers import start_server
         start_server(ftrecipe.cli.main)
-    sys.argv = [os.path.join(os.path.dirname(ftrecipe.cli.__file__), "__main__.py"), *request["args"]]
+    run_as_command(ftrecipe.cli.main, request["args"], request["env"], request["cwd"])
+"""
+
+
+def run_as_command(main: Callable[..., int], args: list[str], env: dict[str, str], cwd: str | None) -> NoReturn:
+    """Become ``python -m ftrecipe ARGS`` in this forked process (a warm child, or a forked worker whose
+    streams are already in place): the signal handlers a fresh interpreter has, the command's folder and
+    environment, ``main(args, owns_process=True)`` (``ftrecipe.cli.main``), and its exit code."""
+    import traceback
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for name in ("SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGCHLD"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    if cwd:
+        os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py"), *args]
     try:
-        code = ftrecipe.cli.main(request["args"], owns_process=True)
+        code = main(args, owns_process=True)
     except SystemExit as stop:
         code = stop.code
     except BaseException:
         traceback.print_exc()
         code = 1
     sys.exit(code)
-"""
 
 
 class WarmStart:

@@ -37,17 +37,21 @@ def check_sync_batchnorm(recipe: Any) -> Iterator[Problem]:
         yield Problem(("hardware", "sync_batchnorm"), "tested with strategy ddp only")
 
 
-def synchronise_batchnorm(model: Any, recipe: Any, device: str | None) -> int:
+def synchronise_batchnorm(model: Any, ctx: Any) -> int:
     """Convert ``model``'s BatchNorm layers to SyncBatchNorm in place where the recipe asks (before the
-    frozen layers are put in evaluation mode: those never synchronise); returns how many were converted."""
-    if not recipe.hardware.sync_batchnorm:
+    frozen layers are put in evaluation mode: those never synchronise), said in the run log; returns how
+    many were converted. ``ctx`` is the task's context (its recipe and device)."""
+    if not ctx.recipe.hardware.sync_batchnorm:
         return 0
     from ftrecipe.plugin import RecipeRuntimeError
 
+    device = ctx.device
     if device not in (None, "cuda", "xpu"):
         raise RecipeRuntimeError(("hardware", "sync_batchnorm"), f"PyTorch's SyncBatchNorm runs on CUDA only; this run is on {device}")
     import torch
 
     converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # children replaced in place, weights kept
     assert converted is model, "the model itself is a BatchNorm layer"
-    return sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    count = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    ctx.log(f"hardware.sync_batchnorm: {count} BatchNorm layers use the global batch's statistics")
+    return count

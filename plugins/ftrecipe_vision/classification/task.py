@@ -172,9 +172,7 @@ class ImageClassificationTask(ModalityTask):
         """Not a speed switch: after the freeze plan, ``hardware.sync_batchnorm`` converts the BatchNorm layers,
         and the frozen part's keep their statistics (evaluation mode while training), said in the run log and
         on the model card."""
-        synchronised = synchronise_batchnorm(model, self.recipe, self.ctx.device)
-        if synchronised:
-            self.ctx.log(f"hardware.sync_batchnorm: {synchronised} BatchNorm layers use the global batch's statistics")
+        synchronise_batchnorm(model, self.ctx)
         self.frozen_batchnorms = keep_frozen_statistics(model)
         if self.frozen_batchnorms:
             self.ctx.log(f"freeze plan: the BatchNorm statistics of the frozen layers stay as trained "

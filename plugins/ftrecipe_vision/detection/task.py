@@ -103,9 +103,7 @@ class DetectionTask(ModalityTask):
     def apply_speedups(self, model: torch.nn.Module) -> dict[str, Any]:
         """Not a speed switch: ``hardware.sync_batchnorm`` converts the trainable BatchNorm layers (a
         pre-trained v1 body's are FrozenBatchNorm2d, which have no statistics to share)."""
-        synchronised = synchronise_batchnorm(model, self.recipe, self.ctx.device)
-        if synchronised:
-            self.ctx.log(f"hardware.sync_batchnorm: {synchronised} BatchNorm layers use the global batch's statistics")
+        synchronise_batchnorm(model, self.ctx)
         return {}
 
     def compute_loss(self, model: torch.nn.Module, batch: dict[str, list[Any]]) -> torch.Tensor:

@@ -65,4 +65,4 @@ def test_the_converted_classifier_keeps_its_state_dict_and_frozen_statistics(tmp
 
     task.ctx.device = "cpu"
     with pytest.raises(RecipeRuntimeError, match="runs on CUDA only; this run is on cpu"):
-        synchronise_batchnorm(task.build_model(), task.recipe, "cpu")
+        synchronise_batchnorm(task.build_model(), task.ctx)
