@@ -186,9 +186,13 @@ def _count_depth(depth: list[int], step: int, module: Any, *args: Any) -> None:
     depth[0] += step
 
 
-def trace_forward(task: ModalityTask, model: torch.nn.Module, batch_size: int, units: list[str], head: list[str]) -> Trace:
-    """Run ``task.plan_forward`` on meta tensors and account for what autograd saves."""
+def trace_forward(task: ModalityTask, model: torch.nn.Module, batch_size: int, units: list[str], head: list[str], *,
+                  replay: bool = True) -> Trace:
+    """Run ``task.plan_forward`` on meta tensors and account for what autograd saves. ``replay``: units
+    that repeat an earlier one exactly are not run again (:mod:`ftrecipe.plan.repeats`: same numbers)."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    from ftrecipe.plan.repeats import replaying
 
     trace = Trace(batch_size=batch_size)
     parameters = {_storage_key(t) for t in [*model.parameters(), *model.buffers()] if t.device.type == "meta"}
@@ -229,12 +233,11 @@ def trace_forward(task: ModalityTask, model: torch.nn.Module, batch_size: int, u
                     trace.unit_inputs += value.untyped_storage().nbytes()
 
     modules = dict(model.named_modules())
+    found = {name: module for name in units if (module := _named(modules, name)) is not None}
     with ExitStack() as stack_ctx:
-        for name in units:
-            module = _named(modules, name)
-            if module is not None:
-                handle = module.register_forward_pre_hook(unit_inputs, with_kwargs=True)
-                stack_ctx.callback(handle.remove)
+        for module in found.values():
+            handle = module.register_forward_pre_hook(unit_inputs, with_kwargs=True)
+            stack_ctx.callback(handle.remove)
         root_pre = model.register_forward_pre_hook(functools.partial(_count_depth, in_model, 1))
         root_post = model.register_forward_hook(functools.partial(_count_depth, in_model, -1))
         stack_ctx.callback(root_pre.remove)
@@ -242,9 +245,11 @@ def trace_forward(task: ModalityTask, model: torch.nn.Module, batch_size: int, u
         stack_ctx.enter_context(_regions(model, units, head, stack, after_head))
         attention = stack_ctx.enter_context(_AttentionAsFused())
         counter = stack_ctx.enter_context(FlopCounterMode(display=False))
+        repeats = stack_ctx.enter_context(replaying(found if replay else {}, trace,
+                                                    lambda: float(counter.get_total_flops()) + attention.flops))
         stack_ctx.enter_context(no_value_checks())
         stack_ctx.enter_context(torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
         task.plan_forward(model, batch_size)
-    trace.flops = float(counter.get_total_flops()) + attention.flops
+    trace.flops = float(counter.get_total_flops()) + attention.flops + repeats.extra_flops
     keep.clear()
     return trace
