@@ -87,7 +87,7 @@ os.environ["FTRECIPE_CACHE_DIR"] = os.path.join(_PLAN_CACHES, "session")  # envi
 
 
 LONGEST_FIRST = (
-    "tests/plugins/whisper/test_runs.py", "tests/core/test_runner.py", "tests/plugins/text/test_demos.py",
+    "tests/plugins/whisper/test_runs.py", "tests/plugins/vision/test_detection_demo.py", "tests/core/test_runner.py", "tests/plugins/text/test_demos.py",
     "tests/plugins/diffusion/test_runs.py", "tests/plugins/text/test_fsdp.py", "tests/plugins/yolo/test_runs.py",
     "tests/core/test_sharded_runs.py", "tests/plugins/yolo/test_demo.py", "tests/core/test_deepspeed_runs.py",
     "tests/plugins/vision/test_out_of_tree.py", "tests/core/test_review_hooks.py", "tests/plugins/text/test_runs.py",
