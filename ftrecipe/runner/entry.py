@@ -109,6 +109,7 @@ def deepspeed_options(recipe: RecipeBase, cpu: bool) -> dict[str, Any]:
         from accelerate.utils import InitProcessGroupKwargs
 
         options["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+        skip_shared_memory_kernel()
     training = recipe.training
     options["deepspeed_plugin"] = DeepSpeedPlugin(
         zero_stage=recipe.hardware.zero_stage,
@@ -118,6 +119,17 @@ def deepspeed_options(recipe: RecipeBase, cpu: bool) -> dict[str, Any]:
         zero3_init_flag=False,  # (and Transformers is told, in build_accelerator)
     )
     return options
+
+
+def skip_shared_memory_kernel() -> None:
+    """DeepSpeed's CPU backend compiles a shared-memory all-reduce with the machine's C++ compiler as it
+    starts (20 to 60 s on a machine that has not built it yet, every time the extension cache is cold or
+    shared between environments); only tensor-parallel inference calls it (``inference_all_reduce``), never
+    ZeRO training, whose collectives go through gloo. DeepSpeed skips a kernel its table of compatible ops
+    marks off (a table it keeps for edits), so it is marked off for ftrecipe's CPU runs."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def build_accelerator(recipe: RecipeBase) -> Any:
