@@ -62,11 +62,13 @@ def _value_signature(value: Any) -> Any:
 
 
 def _is_tensor_tree(value: Any) -> bool:
+    """Meta tensors in plain lists, tuples, named tuples and dicts: what :func:`_like` can rebuild (a
+    library's output class, like Transformers' ``ModelOutput``, is left to the full trace)."""
     if isinstance(value, torch.Tensor):
         return value.device.type == "meta"
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple) or (isinstance(value, tuple) and hasattr(value, "_fields")):
         return all(_is_tensor_tree(v) for v in value)
-    if isinstance(value, dict):
+    if type(value) is dict:
         return all(_is_tensor_tree(v) for v in value.values())
     return value is None or _plain(value)
 
