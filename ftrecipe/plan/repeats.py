@@ -115,7 +115,6 @@ class Repeats:
     """The FLOPs counted so far by the trace's counters."""
     extra_flops: float = 0.0
     """FLOPs of the replayed units, for the trace's total."""
-    replayed: int = 0
     signatures: dict[tuple, _Signature] = field(default_factory=dict)
 
     def _others(self) -> tuple[int, int, int]:
@@ -129,7 +128,6 @@ class Repeats:
             if entry.replay.saved:  # (the trace names only units that saved something)
                 self.trace.units[name] = self.trace.units.get(name, 0) + entry.replay.saved
             self.extra_flops += entry.replay.flops
-            self.replayed += 1
             return _like(entry.replay.output)
         before_saved, before_flops, before_others = self.trace.units.get(name, 0), self.flops(), self._others()
         output = original(*args, **kwargs)
