@@ -22,6 +22,8 @@ SMOKE_INFERENCE_STEPS = 2
 class DreamBoothTask(ModalityTask):
     pipeline: Any = None
     _planned_dtype: torch.dtype | None = None
+    _model_built = False
+    """Whether ``build_model`` has handed out the pipeline's own UNet (and text encoder) already."""
     """Set by ``ftrecipe plan``: the weight dtype on the device the recipe is meant for, not this machine's."""
 
     # -- the pipeline --------------------------------------------------------------------------
@@ -135,9 +137,10 @@ class DreamBoothTask(ModalityTask):
         """The pipeline's own UNet (and text encoder when it trains) the first time; then a new copy of the
         same architecture (what a sharded run gathers its weights into)."""
         unet, text_encoder = self.pipeline.unet, self.text_encoder if self.train_text_encoder else None
-        if hasattr(self, "_cache"):
+        if self._model_built:
             unet = type(unet).from_config(unet.config).to(unet.dtype)
             text_encoder = type(text_encoder)(text_encoder.config).to(text_encoder.dtype) if text_encoder is not None else None
+        self._model_built = True
         self._cache: dict[str, Any] = {}
         return sd_model.DreamBoothModel(unet, text_encoder)
 
