@@ -7,10 +7,14 @@ often than the model. Each answer is stored under a key made of everything it de
 - the part of the resolved recipe it reads (the model structure for a footprint, the whole recipe for
   the data and speed answers);
 - the versions of the libraries that build the model and of ftrecipe and the modality's plugin (for an
-  editable install, the size and time of every source file, so a code change is never answered from
-  an old measurement);
-- every local file or folder the recipe names (size and time of each file under it) and the Hugging
-  Face cache entry of every hub id it names, so new data or a downloaded config plans afresh.
+  editable install, the content of every source file, so a code change is never answered from an old
+  measurement);
+- every local file or folder the recipe names (the content of each file under it, or its size and time
+  past :data:`CONTENT_BYTES`) and the Hugging Face cache entry of every hub id it names, so new data or
+  a downloaded config plans afresh.
+
+Files are stamped by content where that is cheap, so a fresh checkout of the same commit (a CI job with
+the cache restored) finds the entries an earlier job wrote.
 
 A recipe naming a folder too large to stamp quickly is planned without the cache. Entries are JSON,
 written atomically; ``FTRECIPE_CACHE_DIR`` moves the cache, ``ftrecipe plan --no-cache`` bypasses it.
@@ -37,6 +41,8 @@ LIBRARIES = ("torch", "transformers", "peft", "diffusers", "ultralytics", "accel
              "huggingface-hub", "liger-kernel", "torchvision", "ftrecipe")
 MAX_STAMPED_FILES = 20_000
 """Beyond this many files under the recipe's paths, stamping costs more than it saves: no cache."""
+CONTENT_BYTES = 64 << 20
+"""The recipe's files are stamped by their content until this many bytes are read, then by size and time."""
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 T = TypeVar("T")
@@ -62,30 +68,48 @@ class TooLarge(Exception):
     """A path holds more files than is worth stamping."""
 
 
-def _walk(folder: Path, budget: list[int]) -> Iterator[tuple[str, int, int]]:
+class _Budget:
+    """What stamping may still cost: files to list, bytes to read."""
+
+    def __init__(self) -> None:
+        self.files, self.bytes = MAX_STAMPED_FILES, CONTENT_BYTES
+
+
+def content_digest(path: str | os.PathLike[str]) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "blake2b").hexdigest()[:32]
+
+
+def _file_stamp(path: str, info: os.stat_result, budget: _Budget) -> list[Any]:
+    """A file by its content while the byte budget lasts, else by size and modification time."""
+    if info.st_size <= budget.bytes:
+        budget.bytes -= info.st_size
+        return [path, info.st_size, content_digest(path)]
+    return [path, info.st_size, info.st_mtime_ns]
+
+
+def _walk(folder: Path, budget: _Budget) -> Iterator[list[Any]]:
     with os.scandir(folder) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
-            budget[0] -= 1
-            if budget[0] < 0:
+            budget.files -= 1
+            if budget.files < 0:
                 raise TooLarge(str(folder))
             if entry.is_dir(follow_symlinks=True):
                 yield from _walk(Path(entry.path), budget)
             else:
-                info = entry.stat()
-                yield entry.path, info.st_size, info.st_mtime_ns
+                yield _file_stamp(entry.path, entry.stat(), budget)
 
 
-def path_stamp(path: Path, budget: list[int]) -> list[Any]:
-    """Size and time of ``path``, and of every file under it (a file's own folder too: a manifest
-    names the files beside it)."""
+def path_stamp(path: Path, budget: _Budget) -> list[Any]:
+    """Stamps of ``path`` and of every file under it (a file's own folder too: a manifest names the
+    files beside it)."""
     if path.is_file():
-        info = path.stat()
-        return [[str(path), info.st_size, info.st_mtime_ns], list(_walk(path.parent, budget))]
+        return [_file_stamp(str(path), path.stat(), budget), list(_walk(path.parent, budget))]
     return list(_walk(path, budget))
 
 
 def package_stamp(package: str) -> list[Any]:
-    """The version of ``package``'s distribution and the size and time of its source files."""
+    """``package``'s source files by content (an installed copy and an editable checkout alike)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return [package, None]
@@ -95,8 +119,8 @@ def package_stamp(package: str) -> list[Any]:
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in sorted(names):
                 if name.endswith((".py", ".json", ".yaml")):
-                    info = os.stat(os.path.join(root, name))
-                    files.append([os.path.relpath(os.path.join(root, name), folder), info.st_size, info.st_mtime_ns])
+                    path = os.path.join(root, name)
+                    files.append([os.path.relpath(path, folder), content_digest(path)])
     return [package, files]
 
 
@@ -125,7 +149,7 @@ def inputs_stamp(recipe_data: dict[str, Any], base_dir: Path) -> list[Any]:
     """Stamps of what the recipe's ``model`` and ``data`` sections name on this machine: local paths,
     and the hub cache entries of hub ids (absent ones too: a download later changes the stamp)."""
     stamps: list[Any] = []
-    budget = [MAX_STAMPED_FILES]
+    budget = _Budget()
     hub = hub_cache()
     for value in sorted(set(_strings({k: recipe_data.get(k) for k in ("model", "data")}))):
         if not value or len(value) > 4096 or "\n" in value:

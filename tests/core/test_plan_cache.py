@@ -4,8 +4,10 @@ the answer depends on (a data file, the plugin's code, a library version) makes 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +127,39 @@ def test_a_model_folder_relative_to_the_working_directory_is_stamped(project, mo
     assert _answer(cache())[1] == []
     (project / "models" / "mine" / "config.json").write_text('{"model_type": "evil-llama", "auto_map": {}}')
     assert _answer(cache())[1] == [1]
+
+
+def _rewrite(path: Path, data: bytes | None = None) -> None:
+    """The file written anew, as a checkout writes it: new time, the same bytes unless ``data``."""
+    data = path.read_bytes() if data is None else data
+    before = path.stat().st_mtime_ns
+    path.unlink()
+    path.write_bytes(data)
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+def test_a_fresh_checkout_of_the_same_files_finds_the_earlier_answers(project, monkeypatch):
+    """A CI job that restores the plan cache has checked everything out again (every file has a new time):
+    content decides while it is cheap to read, so the entries an earlier job wrote answer."""
+    assert _answer(_cache(project))[1] == [1]
+    for path in (project / "data").iterdir():
+        _rewrite(path)
+    assert _answer(_cache(project))[1] == []
+    _rewrite(project / "data" / "train.jsonl", b'{"a": 2}\n')  # the same size, another content
+    assert _answer(_cache(project))[1] == [1]
+    monkeypatch.setattr(plan_cache_module, "CONTENT_BYTES", 5)  # past the bytes worth reading: size and time
+    assert _answer(_cache(project))[1] == [1]
+    _rewrite(project / "data" / "clip.wav")
+    assert _answer(_cache(project))[1] == [1]
+
+
+def test_a_package_is_stamped_by_its_sources_content(tmp_path, monkeypatch):
+    (tmp_path / "acme_plugin").mkdir()
+    source = tmp_path / "acme_plugin" / "__init__.py"
+    source.write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = plan_cache_module.package_stamp("acme_plugin")
+    _rewrite(source)
+    assert plan_cache_module.package_stamp("acme_plugin") == before
+    _rewrite(source, b"VALUE = 2\n")
+    assert plan_cache_module.package_stamp("acme_plugin") != before

@@ -84,6 +84,22 @@ def test_the_shipped_hooks_are_declared_as_documented():
         assert hook["language"] == "python" and hook["pass_filenames"] is True
 
 
+def test_the_workflow_restores_the_plan_cache_before_it_plans(monkeypatch):
+    """The pull request's earlier pushes measured its models already: the job reuses them from where
+    `ftrecipe plan` keeps them by default."""
+    from ftrecipe.plan.cache import cache_root
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "recipe-review.yml").read_text())
+    steps = workflow["jobs"]["review"]["steps"]
+    names = [step.get("name") for step in steps]
+    (cached,) = [step for step in steps if step.get("uses", "").startswith("actions/cache@")]
+    assert names.index(cached["name"]) < names.index("Validate and plan the changed recipes")
+    monkeypatch.delenv("FTRECIPE_CACHE_DIR")  # (the suite's own, per test)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert Path(cached["with"]["path"]).expanduser() == cache_root() / "plan"
+    assert "hashFiles('requirements/ci.txt')" in cached["with"]["key"] and "github.run_id" in cached["with"]["key"]
+
+
 def local_config(repo: Path, hook_id: str) -> None:
     """The shipped hook as a `repo: local` hook on the ftrecipe already installed: nothing to build or fetch."""
     hook = {**shipped_hooks()[hook_id], "language": "system"}
