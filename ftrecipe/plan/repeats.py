@@ -131,7 +131,7 @@ class Repeats:
             return _like(entry.replay.output)
         before_saved, before_flops, before_others = self.trace.units.get(name, 0), self.flops(), self._others()
         output = original(*args, **kwargs)
-        if entry.refused or entry.seen > TRACED:
+        if entry.refused:  # (after the TRACED-th unit, a signature is either replayed or refused)
             return output
         effect = _Effect(self.trace.units.get(name, 0) - before_saved, self.flops() - before_flops,
                          tuple(a - b for a, b in zip(self._others(), before_others)),  # type: ignore[arg-type]

@@ -22,9 +22,9 @@ SMOKE_INFERENCE_STEPS = 2
 class DreamBoothTask(ModalityTask):
     pipeline: Any = None
     _planned_dtype: torch.dtype | None = None
+    """Set by ``ftrecipe plan``: the weight dtype on the device the recipe is meant for, not this machine's."""
     _model_built = False
     """Whether ``build_model`` has handed out the pipeline's own UNet (and text encoder) already."""
-    """Set by ``ftrecipe plan``: the weight dtype on the device the recipe is meant for, not this machine's."""
 
     # -- the pipeline --------------------------------------------------------------------------
     def _from_config(self) -> bool:
