@@ -14,7 +14,8 @@ before, so the plan's numbers are the full trace's numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,14 +151,19 @@ class Repeats:
         return output
 
 
+def _nested(units: Collection[torch.nn.Module]) -> bool:
+    """Whether one unit holds another (one walk over each unit's submodules, not one per pair)."""
+    ids = {id(unit) for unit in units}
+    return any(id(inner) in ids for unit in units for inner in itertools.islice(unit.modules(), 1, None))
+
+
 @contextmanager
 def replaying(units: dict[str, torch.nn.Module], trace: Trace, flops: Callable[[], float]) -> Iterator[Repeats]:
     """Within the block, the ``units`` (name -> module, hooks already in place) with a repeated signature
     are replayed. Where one unit holds another, every unit is traced."""
     repeats = Repeats(trace, flops)
-    nested = any(a is not b and any(m is b for m in a.modules()) for a in units.values() for b in units.values())
     patched: list[tuple[torch.nn.Module, Any]] = []
-    if not nested:
+    if not _nested(units.values()):
         for name, module in units.items():
             static = module_signature(module)
             own = vars(module).get("forward")  # a library's wrapper set on the instance, put back afterwards
