@@ -10,14 +10,20 @@ user runs it, three ways:
 - all: every shipped recipe in one `ftrecipe plan` process, cold, against the sum of the cold plans
   (the imports are paid once);
 - diff: `ftrecipe diff` of the two shipped QLoRA recipes, cold, against the two cold plans it makes
-  (goal: at most one plan more than a plan).
+  (goal: at most one plan more than a plan);
+- libraries: the model libraries' modules the cold plan loaded (torch's, Transformers', PEFT's,
+  Diffusers', ...), imported alone in a fresh process, in the plan's order: what no plan of that recipe
+  can avoid. A cold plan's ratio to it is the cost of ftrecipe's own work (its imports, validation, the
+  meta build and the traces); ``import torch, transformers`` does not import a model class, so a cold
+  plan of a Transformers model cannot come near 1.5x of that floor.
 
-    python bench/plan_speed.py [--repeat 2]
+    python bench/plan_speed.py [--repeat 2] [RECIPE ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +34,45 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 1.5
+MODEL_LIBRARIES = ("torch", "torchvision", "transformers", "tokenizers", "safetensors", "huggingface_hub", "peft",
+                   "accelerate", "bitsandbytes", "diffusers", "ultralytics", "liger_kernel", "evaluate", "datasets",
+                   "soundfile")
+"""Top-level packages whose modules count as the libraries' imports (with whatever they import in turn)."""
+RECORDING = """
+import atexit, json, runpy, sys
+target = sys.argv.pop(1)
+atexit.register(lambda: open(target, "w").write(json.dumps(list(sys.modules))))
+sys.argv[0] = "ftrecipe"
+runpy.run_module("ftrecipe", run_name="__main__", alter_sys=True)
+"""
+"""Runs ``ftrecipe`` as ``python -m ftrecipe`` does and writes the names in ``sys.modules`` (in the order
+their imports began) when it exits."""
+IMPORTING = """
+import importlib, json, sys
+for name in json.load(open(sys.argv[1])):
+    if name not in sys.modules:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+"""
+
+
+def library_modules(names: list[str]) -> list[str]:
+    """The names of the model libraries' modules, in the order given."""
+    return [name for name in names if name.partition(".")[0] in MODEL_LIBRARIES]
+
+
+def recorded(command: list[str], record: Path) -> list[str]:
+    """``python -m ftrecipe`` with ``command``'s arguments, run through :data:`RECORDING` into ``record``."""
+    return [sys.executable, "-c", RECORDING, str(record), *command[3:]]
+
+
+def libraries_alone(record: Path, folder: Path, repeat: int) -> float:
+    """Seconds to import the model libraries' modules named in ``record`` and nothing else."""
+    modules = folder / f"{record.stem}.libraries.json"
+    modules.write_text(json.dumps(library_modules(json.loads(record.read_text()))))
+    return seconds([sys.executable, "-c", IMPORTING, str(modules)], repeat)
 
 
 def seconds(command: list[str], repeat: int, cache: Path | None = None, *, fresh: bool = False) -> float:
@@ -50,21 +95,26 @@ def seconds(command: list[str], repeat: int, cache: Path | None = None, *, fresh
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("recipes", nargs="*", help="the recipes to plan (default: every shipped recipe)")
     args = parser.parse_args()
     floor = seconds([sys.executable, "-c", "import torch, transformers"], args.repeat)
     print(f"floor: import torch, transformers: {floor:.2f} s; goal: plan within {GOAL:g}x ({GOAL * floor:.2f} s)")
-    recipes = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "recipes").rglob("*.yaml")
-                     if "data" not in p.relative_to(ROOT / "recipes").parts)
+    recipes = args.recipes or sorted(str(p.relative_to(ROOT)) for p in (ROOT / "recipes").rglob("*.yaml")
+                                     if "data" not in p.relative_to(ROOT / "recipes").parts)
     plan = [sys.executable, "-m", "ftrecipe", "plan"]
-    cold_total, worst_cold, worst_warm = 0.0, 0.0, 0.0
+    cold_total, worst_cold, worst_warm, worst_work = 0.0, 0.0, 0.0, 0.0
     with tempfile.TemporaryDirectory(prefix="plan-speed-") as folder:
         cache = Path(folder) / "cache"
         for recipe in recipes:
-            cold = seconds([*plan, recipe], args.repeat, cache, fresh=True)
+            record = Path(folder) / f"{Path(recipe).stem}.json"
+            cold = seconds(recorded([*plan, recipe], record), args.repeat, cache, fresh=True)
             warm = seconds([*plan, recipe], args.repeat, cache)
+            libraries = libraries_alone(record, Path(folder), args.repeat)
             cold_total += cold
             worst_cold, worst_warm = max(worst_cold, cold / floor), max(worst_warm, warm / floor)
-            print(f"{recipe}: cold {cold:.2f} s ({cold / floor:.2f}x), warm {warm:.2f} s ({warm / floor:.2f}x)")
+            worst_work = max(worst_work, cold / libraries)
+            print(f"{recipe}: cold {cold:.2f} s ({cold / floor:.2f}x), warm {warm:.2f} s ({warm / floor:.2f}x); "
+                  f"its libraries' imports alone {libraries:.2f} s ({libraries / floor:.2f}x): cold is {cold / libraries:.2f}x them")
         together = seconds([*plan, *recipes], 1, cache, fresh=True)
         pair = ["recipes/llama2-7b-sql-qlora.yaml", "recipes/falcon-40b-qlora.yaml"]
         diff = seconds([sys.executable, "-m", "ftrecipe", "diff", *pair], args.repeat, cache, fresh=True)
@@ -74,6 +124,7 @@ def main() -> None:
     print(f"diff of the two QLoRA recipes, cold: {diff:.2f} s; its plans alone: {plans[0]:.2f} s and {plans[1]:.2f} s "
           f"(goal: at most {max(plans) + min(plans):.2f} s, one plan more than a plan)")
     print(f"worst ratio to the floor: cold {worst_cold:.2f}x, warm {worst_warm:.2f}x (goal {GOAL:g}x)")
+    print(f"worst cold plan against its own libraries' imports: {worst_work:.2f}x")
 
 
 if __name__ == "__main__":
