@@ -42,8 +42,7 @@ def module_signature(module: torch.nn.Module) -> tuple:
         settings = tuple(sorted((k, v) for k, v in vars(sub).items()
                                 if not k.startswith("_") and k not in INDEX_SETTINGS and _plain(v)))
         tensors = tuple((n, tuple(t.shape), t.dtype, t.requires_grad, t.device.type)
-                        for n, t in [*sub.named_parameters(recurse=False), *sub.named_buffers(recurse=False)]
-                        if t is not None)
+                        for n, t in [*sub._parameters.items(), *sub._buffers.items()] if t is not None)
         hooks = (len(sub._forward_hooks), len(sub._forward_pre_hooks), len(sub._backward_hooks))
         parts.append((name, type(sub).__qualname__, type(sub).__module__, settings, tensors, hooks))
     return tuple(parts)
