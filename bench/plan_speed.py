@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 1.5
@@ -41,16 +42,21 @@ MODEL_LIBRARIES = ("torch", "torchvision", "transformers", "tokenizers", "safete
 RECORDING = """
 import atexit, json, runpy, sys
 target = sys.argv.pop(1)
-atexit.register(lambda: open(target, "w").write(json.dumps(list(sys.modules))))
+atexit.register(lambda: open(target, "w").write(json.dumps([[name, module is not None] for name, module in sys.modules.items()])))
 sys.argv[0] = "ftrecipe"
 runpy.run_module("ftrecipe", run_name="__main__", alter_sys=True)
 """
 """Runs ``ftrecipe`` as ``python -m ftrecipe`` does and writes the names in ``sys.modules`` (in the order
-their imports began) when it exits."""
+their imports began) when it exits, each with whether it is a module or a None that left a package out
+(``ftrecipe.libraries.leave_out``)."""
 IMPORTING = """
 import importlib, json, sys
-for name in json.load(open(sys.argv[1])):
-    if name not in sys.modules:
+names = json.load(open(sys.argv[1]))
+for name, present in names:
+    if not present:
+        sys.modules[name] = None
+for name, present in names:
+    if present and name not in sys.modules:
         try:
             importlib.import_module(name)
         except Exception:
@@ -58,9 +64,9 @@ for name in json.load(open(sys.argv[1])):
 """
 
 
-def library_modules(names: list[str]) -> list[str]:
-    """The names of the model libraries' modules, in the order given."""
-    return [name for name in names if name.partition(".")[0] in MODEL_LIBRARIES]
+def library_modules(names: list[list[Any]]) -> list[list[Any]]:
+    """The model libraries' entries of a recording (``[name, present]``), in its order."""
+    return [[name, present] for name, present in names if name.partition(".")[0] in MODEL_LIBRARIES]
 
 
 def recorded(command: list[str], record: Path) -> list[str]:

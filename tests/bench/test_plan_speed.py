@@ -21,16 +21,24 @@ def test_the_recording_lists_what_the_ftrecipe_process_imported_in_order(tmp_pat
     done = subprocess.run(plan_speed.recorded(command, record), capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "recipes/demo/llama.yaml: ok (causal-lm)" in done.stdout
-    names = json.loads(record.read_text())
+    entries = json.loads(record.read_text())
+    names = [name for name, present in entries if present]
     assert names.index("ftrecipe") < names.index("ftrecipe.validation")
     assert "pydantic" in names
-    assert plan_speed.library_modules(names) == []  # validate imports no model library
+    assert plan_speed.library_modules(entries) == []  # validate imports no model library
 
 
-def test_only_the_model_libraries_modules_are_imported_for_the_floor(tmp_path: Path):
-    names = ["json", "ftrecipe.cli", "rich.console", "safetensors", "safetensors.torch", "torchvisionx", "peft"]
-    assert plan_speed.library_modules(names) == ["safetensors", "safetensors.torch", "peft"]
+def test_only_the_model_libraries_modules_are_imported_for_the_floor_and_left_out_ones_stay_out(tmp_path: Path):
+    entries = [["json", True], ["ftrecipe.cli", True], ["rich.console", True], ["safetensors", True],
+               ["safetensors.torch", True], ["torchvisionx", True], ["bitsandbytes", False], ["peft", True]]
+    assert plan_speed.library_modules(entries) == [["safetensors", True], ["safetensors.torch", True],
+                                                   ["bitsandbytes", False], ["peft", True]]
+    modules = tmp_path / "modules.json"
+    modules.write_text(json.dumps([["safetensors", False], ["json", True], ["safetensors", True]]))
+    probe = plan_speed.IMPORTING + "\nprint(sys.modules['safetensors'], 'json' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe, str(modules)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["None", "True"]  # a package the plan left out is not imported for its floor
     record = tmp_path / "plan.json"
-    record.write_text(json.dumps(["rich", "safetensors", "no_such_library_module"]))
+    record.write_text(json.dumps([["rich", True], ["safetensors", True], ["no_such_library_module", True]]))
     assert plan_speed.libraries_alone(record, tmp_path, repeat=1) > 0
-    assert json.loads((tmp_path / "plan.libraries.json").read_text()) == ["safetensors"]
+    assert json.loads((tmp_path / "plan.libraries.json").read_text()) == [["safetensors", True]]
