@@ -192,6 +192,7 @@ def trace_forward(task: ModalityTask, model: torch.nn.Module, batch_size: int, u
     that repeat an earlier one exactly are not run again (:mod:`ftrecipe.plan.repeats`: same numbers)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from ftrecipe.plan.norms import RepeatedNorms
     from ftrecipe.plan.repeats import replaying
 
     trace = Trace(batch_size=batch_size)
@@ -245,6 +246,7 @@ def trace_forward(task: ModalityTask, model: torch.nn.Module, batch_size: int, u
         stack_ctx.enter_context(_regions(model, units, head, stack, after_head))
         attention = stack_ctx.enter_context(_AttentionAsFused())
         counter = stack_ctx.enter_context(FlopCounterMode(display=False))
+        stack_ctx.enter_context(RepeatedNorms())  # above the counter: a repeated normalisation is not recomputed
         repeats = stack_ctx.enter_context(replaying(found if replay else {}, trace,
                                                     lambda: float(counter.get_total_flops()) + attention.flops))
         stack_ctx.enter_context(no_value_checks())
