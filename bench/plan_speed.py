@@ -111,8 +111,8 @@ def main() -> None:
     cold_total, worst_cold, worst_warm, worst_work = 0.0, 0.0, 0.0, 0.0
     with tempfile.TemporaryDirectory(prefix="plan-speed-") as folder:
         cache = Path(folder) / "cache"
-        for recipe in recipes:
-            record = Path(folder) / f"{Path(recipe).stem}.json"
+        for number, recipe in enumerate(recipes):
+            record = Path(folder) / f"{number}-{Path(recipe).stem}.json"  # two folders may hold one name
             cold = seconds(recorded([*plan, recipe], record), args.repeat, cache, fresh=True)
             warm = seconds([*plan, recipe], args.repeat, cache)
             libraries = libraries_alone(record, Path(folder), args.repeat)
