@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ftrecipe.plan.repeats import value_signature
+
 aten = torch.ops.aten
 NORMS = frozenset({
     aten.native_batch_norm.default,
@@ -27,14 +29,6 @@ NORMS = frozenset({
 })
 
 _Layout = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
-
-
-def _key(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.device.type, value.storage_offset())
-    if isinstance(value, (list, tuple)):
-        return tuple(_key(v) for v in value)
-    return value
 
 
 def _layout(output: Any) -> tuple[_Layout, ...] | None:
@@ -69,7 +63,7 @@ class RepeatedNorms(TorchDispatchMode):
         kwargs = kwargs or {}
         if func not in NORMS or not all(a.device.type == "meta" for a in args if isinstance(a, torch.Tensor)):
             return func(*args, **kwargs)
-        key = (func, _key(args), _key(sorted(kwargs.items())))
+        key = (func, value_signature(args), value_signature(kwargs))
         if key in self.known:
             layouts, many = self.known[key]
             if layouts is not None:

@@ -48,14 +48,14 @@ def module_signature(module: torch.nn.Module) -> tuple:
     return tuple(parts)
 
 
-def _value_signature(value: Any) -> Any:
+def value_signature(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.device.type, value.requires_grad,
                 value.storage_offset(), value.untyped_storage().nbytes())
     if isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(_value_signature(v) for v in value))
+        return (type(value).__name__, tuple(value_signature(v) for v in value))
     if isinstance(value, dict):
-        return ("dict", tuple((k, _value_signature(v)) for k, v in value.items()))
+        return ("dict", tuple((k, value_signature(v)) for k, v in value.items()))
     if _plain(value):
         return value
     return ("object", type(value).__qualname__)
@@ -121,7 +121,7 @@ class Repeats:
         return self.trace.outside, self.trace.head, self.trace.largest_head
 
     def forward(self, name: str, original: Callable[..., Any], static: tuple, args: tuple, kwargs: dict) -> Any:
-        key = (static, _value_signature(args), _value_signature(kwargs))
+        key = (static, value_signature(args), value_signature(kwargs))
         entry = self.signatures.setdefault(key, _Signature())
         entry.seen += 1
         if entry.replay is not None:
@@ -142,7 +142,7 @@ class Repeats:
         entry.effects.append(effect)
         if entry.seen == TRACED:
             second, third = entry.effects[1], entry.effects[2]
-            if (second.saved, second.flops, _value_signature(second.output)) == (third.saved, third.flops, _value_signature(third.output)):
+            if (second.saved, second.flops, value_signature(second.output)) == (third.saved, third.flops, value_signature(third.output)):
                 entry.replay = third
             else:
                 entry.refused = True
