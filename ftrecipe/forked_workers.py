@@ -151,7 +151,21 @@ def _become_worker(request: dict, fds: list[int], main: Callable[..., int]) -> N
 
 def client(path: str, args: list[str]) -> int:
     """Have the server at ``path`` fork ``ftrecipe ARGS`` with this process's streams and environment;
-    forward signals to it; end as it ended."""
+    forward signals to it (those that came before its pid too); end as it ended."""
+    worker: int | None = None
+    pending: list[int] = []  # signals that came before the worker's pid: it gets them once it is known
+
+    def forward(signum: int, _frame: object) -> None:
+        if worker is None:
+            pending.append(signum)
+            return
+        try:
+            os.kill(worker, signum)
+        except ProcessLookupError:
+            pass
+
+    for name in _FORWARDED:  # before connecting: torchrun's SIGTERM may come while the worker is being forked
+        signal.signal(getattr(signal, name), forward)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.connect(path)
     body = json.dumps({"args": args, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
@@ -159,16 +173,9 @@ def client(path: str, args: list[str]) -> int:
     sent = socket.send_fds(connection, [message], [0, 1, 2])
     connection.sendall(message[sent:])
     replies = connection.makefile("rb")
-    pid = json.loads(replies.readline())["pid"]
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for name in _FORWARDED:
-        signal.signal(getattr(signal, name), forward)
+    worker = json.loads(replies.readline())["pid"]
+    while pending:
+        forward(pending.pop(0), None)
     line = replies.readline()
     code = int(line) if line.strip() else 1
     if code < 0:  # killed by a signal: die of the same one, as the agent would see a fresh worker die

@@ -4,8 +4,10 @@ and no worker left behind when its client is killed. With a stand-in command ins
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +62,27 @@ def wait_for(path: Path) -> int:
     return int(path.read_text())
 
 
+def ended(process: subprocess.Popen, worker: int) -> None:
+    """Wait for a client to end; if it does not, say what it and its worker were doing (a failure under
+    the suite's load once: the client outlived its SIGTERM by 30 s)."""
+    try:
+        process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        states = {name: _state(pid) for name, pid in (("client", process.pid), ("worker", worker))}
+        process.kill()
+        pytest.fail(f"the client did not end within 30 s: {states}")
+
+
+def _state(pid: int) -> str:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return "gone"
+    keep = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    return "; ".join(line for line in status if line.split(":")[0] in keep) + f"; wchan {wchan}"
+
+
 def gone(pid: int) -> bool:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -90,11 +113,41 @@ def test_signals_reach_the_worker_and_a_killed_client_leaves_no_worker(server, t
     terminated = client(server, "sleep", str(tmp_path / "a"))
     worker = wait_for(tmp_path / "a")
     terminated.send_signal(signal.SIGTERM)  # as torchrun stops its workers
-    terminated.communicate(timeout=30)
+    ended(terminated, worker)
     assert terminated.returncode == -signal.SIGTERM and gone(worker)
 
     orphaned = client(server, "sleep", str(tmp_path / "b"))
     worker = wait_for(tmp_path / "b")
     orphaned.kill()
-    orphaned.communicate(timeout=30)
+    ended(orphaned, worker)
     assert gone(worker), "the worker outlived its killed client"
+
+
+def test_a_signal_that_comes_before_the_workers_pid_reaches_the_worker(tmp_path):
+    """torchrun may stop its workers while one is still being forked: the client keeps the signal and
+    forwards it once the server has told it the worker's pid (it neither dies of it nor loses it).
+    A stand-in server answers here, so the signal surely comes first; `sleep` stands in for the worker."""
+    from ftrecipe.forked_workers import _receive
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "socket"))
+    listener.listen(1)
+    waiting = client(str(tmp_path / "socket"), "sleep")
+    connection, _ = listener.accept()
+    request, fds = _receive(connection)  # the client is connected, so its handlers are in place
+    for fd in fds:
+        os.close(fd)
+    assert request["args"] == ["sleep"]
+    waiting.send_signal(signal.SIGTERM)
+    time.sleep(0.2)  # the signal is handled before the pid is sent (had it killed the client, the test fails below)
+    worker = subprocess.Popen(["sleep", "60"])
+    try:
+        connection.sendall(json.dumps({"pid": worker.pid}).encode() + b"\n")
+        assert worker.wait(timeout=10) == -signal.SIGTERM, "the early signal never reached the worker"
+        connection.sendall(f"{-signal.SIGTERM}\n".encode())
+        waiting.communicate(timeout=30)
+        assert waiting.returncode == -signal.SIGTERM
+    finally:
+        worker.kill()
+        connection.close()
+        listener.close()
