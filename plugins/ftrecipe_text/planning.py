@@ -84,8 +84,10 @@ class CharacterEstimate:
     pad_token_id, bos_token_id, eos_token_id = 0, None, 1
     chat_template = "estimate"
 
-    def __call__(self, text: str, add_special_tokens: bool = True, truncation: bool = False,
-                 max_length: int | None = None, **_: Any) -> dict[str, list[int]]:
+    def __call__(self, text: str | list[str], add_special_tokens: bool = True, truncation: bool = False,
+                 max_length: int | None = None, **_: Any) -> dict[str, list]:
+        if not isinstance(text, str):  # a batch, as a Hugging Face tokenizer takes one
+            return {"input_ids": [self(one, add_special_tokens, truncation, max_length)["input_ids"] for one in text]}
         count = math.ceil(len(text) / 4)
         if truncation and max_length:
             count = min(count, max_length)

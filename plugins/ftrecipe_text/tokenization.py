@@ -67,43 +67,42 @@ class TokenizeReport:
         return self.num_truncated / len(self.examples) if self.examples else 0.0
 
 
-def _encode(tokenizer: Any, text: str, add_special_tokens: bool) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+_BATCH = 1024  # pairs encoded per tokenizer call in tokenize_examples: one call each, not three per pair
 
 
-def _leading_specials(tokenizer: Any, prompt: str) -> tuple[list[int], list[int]]:
-    """Split the prompt's encoding into (leading special tokens, prompt tokens).
+def _encode(tokenizer: Any, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
+    return [list(ids) for ids in tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]]
+
+
+def _leading_specials(with_special: list[int], plain: list[int], eos: int) -> tuple[list[int], list[int]]:
+    """Split a prompt's encoding with specials into (leading special tokens, prompt tokens), given its
+    encoding without them.
 
     The tokenizer's post-processor decides the specials (a Llama-style BOS, or none for
     GPT-2 style). Trailing specials it might add (an EOS after the prompt) are dropped:
     they would sit between prompt and completion.
     """
-    with_special = _encode(tokenizer, prompt, True)
-    plain = _encode(tokenizer, prompt, False)
     n = len(plain)
     if n == 0:
-        specials = [t for t in with_special if t != getattr(tokenizer, "eos_token_id", None)]
-        return specials, []
+        return [t for t in with_special if t != eos], []
     for start in range(len(with_special) - n + 1):
         if with_special[start : start + n] == plain:
             return with_special[:start], plain
     return [], plain  # post-processor rewrote tokens: fall back to no specials
 
 
-def tokenize_example(tokenizer: Any, prompt: str, completion: str, max_length: int) -> TokenizedExample:
-    """Tokenise one pair with completion-only labels and explicit truncation (see module doc).
-
-    Raises ValueError when the tokenizer has no EOS token or ``max_length`` leaves no room
-    for at least one completion token after the leading specials.
-    """
+def _eos(tokenizer: Any) -> int:
     eos = getattr(tokenizer, "eos_token_id", None)
     if eos is None:
         raise ValueError("the tokenizer has no eos_token_id; completions need an EOS to stop")
-    specials, prompt_ids = _leading_specials(tokenizer, prompt)
-    completion_ids = _encode(tokenizer, completion, False) + [eos]
+    return eos
+
+
+def _assemble(specials: list[int], prompt_ids: list[int], completion_ids: list[int], max_length: int) -> TokenizedExample:
+    """Lay out one example from its encoded parts (``completion_ids`` ends with the EOS): truncation and
+    labels as the module doc says."""
     if max_length <= len(specials):
         raise ValueError(f"max_length={max_length} leaves no room after {len(specials)} leading special token(s)")
-
     truncated = completion_truncated = False
     budget = max_length - len(specials)
     if len(prompt_ids) + len(completion_ids) > budget:
@@ -119,16 +118,36 @@ def tokenize_example(tokenizer: Any, prompt: str, completion: str, max_length: i
     return TokenizedExample(input_ids, labels, truncated, completion_truncated)
 
 
+def tokenize_example(tokenizer: Any, prompt: str, completion: str, max_length: int) -> TokenizedExample:
+    """Tokenise one pair with completion-only labels and explicit truncation (see module doc).
+
+    Raises ValueError when the tokenizer has no EOS token or ``max_length`` leaves no room
+    for at least one completion token after the leading specials.
+    """
+    return tokenize_examples(tokenizer, [(prompt, completion)], max_length).examples[0]
+
+
 def tokenize_examples(
     tokenizer: Any, pairs: Iterable[tuple[str, str]], max_length: int
 ) -> TokenizeReport:
-    """Tokenise many pairs, counting truncations (see :func:`tokenize_example`)."""
+    """Tokenise many pairs, counting truncations (see :func:`tokenize_example`). The tokenizer encodes
+    them a batch at a time (a fast tokenizer's per-call overhead is most of the cost of a short pair)."""
     report = TokenizeReport()
-    for prompt, completion in pairs:
-        ex = tokenize_example(tokenizer, prompt, completion, max_length)
-        report.examples.append(ex)
-        report.num_truncated += ex.truncated
-        report.num_completion_truncated += ex.completion_truncated
+    pairs = list(pairs)
+    if not pairs:
+        return report
+    eos = _eos(tokenizer)
+    for first in range(0, len(pairs), _BATCH):
+        prompts = [prompt for prompt, _ in pairs[first : first + _BATCH]]
+        completions = [completion for _, completion in pairs[first : first + _BATCH]]
+        encoded = zip(_encode(tokenizer, prompts, True), _encode(tokenizer, prompts, False),
+                      _encode(tokenizer, completions, False))
+        for with_special, plain, completion_ids in encoded:
+            specials, prompt_ids = _leading_specials(with_special, plain, eos)
+            ex = _assemble(specials, prompt_ids, completion_ids + [eos], max_length)
+            report.examples.append(ex)
+            report.num_truncated += ex.truncated
+            report.num_completion_truncated += ex.completion_truncated
     return report
 
 

@@ -78,6 +78,25 @@ def test_tokenize_examples_counts_truncations(tokenizer) -> None:
     assert report.truncated_fraction == 0.5
 
 
+def test_examples_encoded_in_batches_are_the_examples_encoded_one_by_one(tokenizer, sql_texts, monkeypatch) -> None:
+    """tokenize_examples encodes a batch of pairs per tokenizer call: across batch boundaries, with and
+    without a BOS, an empty prompt and truncated pairs, each example is what a call per text gives."""
+    from ftrecipe_text import tokenization
+
+    no_bos = train_bpe_tokenizer(sql_texts, vocab_size=300, add_bos=False)
+    prompts = ["", "How many employees?\n", "Which employees earn more than 50000 in sales or support?\n" * 4]
+    pairs = [(prompts[i % 3], f"SELECT {i} FROM t{'x' * (i % 7)};") for i in range(11)]
+    for tok, specials in ((tokenizer, [tokenizer.bos_token_id]), (no_bos, [])):
+        monkeypatch.setattr(tokenization, "_BATCH", 1)
+        one_by_one = tokenize_examples(tok, pairs, max_length=40)
+        monkeypatch.setattr(tokenization, "_BATCH", 4)
+        assert tokenize_examples(tok, pairs, max_length=40) == one_by_one
+        assert 0 < one_by_one.num_truncated < len(pairs)
+        for (prompt, completion), ex in zip(pairs, one_by_one.examples):
+            whole = specials + enc(tok, prompt) + enc(tok, completion) + [tok.eos_token_id]
+            assert ex.input_ids == whole or (ex.truncated and len(whole) > 40)
+
+
 text = st.text(alphabet="abc SELECT*=;'0123\n", max_size=60)
 
 
