@@ -79,7 +79,7 @@ def _state(pid: int) -> str:
         wchan = Path(f"/proc/{pid}/wchan").read_text()
     except OSError:
         return "gone"
-    keep = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    keep = ("State", "PPid", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
     return "; ".join(line for line in status if line.split(":")[0] in keep) + f"; wchan {wchan}"
 
 
