@@ -139,8 +139,7 @@ def tokenize_examples(
         return report
     eos = _eos(tokenizer)
     for first in range(0, len(pairs), _BATCH):
-        prompts = [prompt for prompt, _ in pairs[first : first + _BATCH]]
-        completions = [completion for _, completion in pairs[first : first + _BATCH]]
+        prompts, completions = map(list, zip(*pairs[first : first + _BATCH]))
         encoded = zip(_encode(tokenizer, prompts, True), _encode(tokenizer, prompts, False),
                       _encode(tokenizer, completions, False))
         for with_special, plain, completion_ids in encoded:
