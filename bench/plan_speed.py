@@ -131,7 +131,7 @@ def main() -> None:
         diff = seconds([sys.executable, "-m", "ftrecipe", "diff", *pair], args.repeat, cache, fresh=True)
         plans = [seconds([*plan, recipe], args.repeat, cache, fresh=True) for recipe in pair]
     floor = min(floors)
-    print(f"floors measured: {min(floors):.2f} to {max(floors):.2f} s")
+    print(f"floors measured: {floor:.2f} to {max(floors):.2f} s")
     print(f"all {len(recipes)} recipes in one process, cold: {together:.2f} s ({together / floor:.2f}x the lowest floor; "
           f"{together / cold_total:.2f}x the {cold_total:.2f} s of separate cold plans)")
     print(f"diff of the two QLoRA recipes, cold: {diff:.2f} s; its plans alone: {plans[0]:.2f} s and {plans[1]:.2f} s "
