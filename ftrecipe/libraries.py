@@ -1,4 +1,5 @@
-"""Living with the libraries ftrecipe drives: their console chatter collected, bitsandbytes left alone.
+"""Living with the libraries ftrecipe drives: their console chatter collected, bitsandbytes left alone,
+a switch they renamed reached by either name.
 
 Transformers, Diffusers, PEFT, bitsandbytes, the Hugging Face hub clients and the kernel hub write
 lines about themselves: hub look-ups, trust checks, deprecation and future warnings, optional kernels
@@ -23,7 +24,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 LIBRARY_LOG = "libraries.log"
 """The file in a run's folder that holds what the libraries wrote during the run."""
@@ -174,3 +175,26 @@ def leave_out(*packages: str) -> None:
         # where it is imported all the same (Accelerate, imported earlier, found it available), it only
         # serves isinstance checks: spare its printed accelerator detection
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+_CHECKPOINTING_SWITCHES = {  # (on, off, the keyword of on's checkpoint arguments), newest name first
+    "activation": ("activation_checkpointing_enable", "activation_checkpointing_disable", "activation_checkpointing_kwargs"),
+    "gradient": ("gradient_checkpointing_enable", "gradient_checkpointing_disable", "gradient_checkpointing_kwargs"),
+}
+
+
+def switch_checkpointing(model: Any, on: bool) -> bool:
+    """Turn a model's activation (gradient) checkpointing on, non-reentrant, or off; False where the model
+    has no such switch. Transformers 5.25 renamed ``gradient_checkpointing_enable``/``_disable`` to
+    ``activation_checkpointing_*`` (the old names warn, and go in v6) while older 5.x releases have only
+    the old ones; a plugin's own model may define either pair. Both are tried, newest first, so that no
+    release in ftrecipe's range turns checkpointing off silently."""
+    for enable, disable, keyword in _CHECKPOINTING_SWITCHES.values():
+        switch = getattr(model, enable if on else disable, None)
+        if callable(switch):
+            if on:
+                switch(**{keyword: {"use_reentrant": False}})
+            else:
+                switch()
+            return True
+    return False

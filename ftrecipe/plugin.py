@@ -41,6 +41,7 @@ from ftrecipe.errors import RecipeRuntimeError, RunFailure
 from ftrecipe.freeze import FreezeReport, ModelAnatomy, peft_modules_to_save
 from ftrecipe.hookspec import hookimpl
 from ftrecipe.hub import RemoteCodeRefused, find_config, load_pretrained, looks_like_hub_id
+from ftrecipe.libraries import switch_checkpointing
 from ftrecipe.records import Augmentation, Callback, DatasetFormat, Metric, Modality, Problem, resolve
 from ftrecipe.plan_records import DataGuidance, PlanData
 from ftrecipe.registry import Registry
@@ -138,6 +139,7 @@ __all__ = [
     "find_config",
     "looks_like_hub_id",
     "pretrained_check",
+    "switch_checkpointing",
     # pictures (loaded on first use: Pillow and NumPy, never torch)
     "IMAGE_SUFFIXES",
     "ImageProblem",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ftrecipe.gpus import GPUS
+from ftrecipe.libraries import switch_checkpointing
 from ftrecipe.plan.memory import ActivationFit, Estimate, ParamInfo, Settings, estimate, save_gather_host_bytes, verdict
 from ftrecipe.plan.risks import data_warnings, recipe_warnings
 from ftrecipe.plan.cache import PlanCache, as_json
@@ -177,8 +178,8 @@ def measure(task: Any, recipe: RecipeBase) -> Footprint:
     if compute is not None:
         model.to(compute)
     model.train()
-    if hasattr(model, "gradient_checkpointing_disable"):  # (QLoRA's preparation may have switched it on)
-        model.gradient_checkpointing_disable()  # the plan composes checkpointing from per-unit numbers
+    # QLoRA's preparation may have switched checkpointing on: the plan composes it from per-unit numbers
+    switch_checkpointing(model, False)
     one = trace_forward(task, model, 1, units, head)
     two = trace_forward(task, model, 2, units, head)
     return Footprint(params=params, trainable=report.trainable, total=report.total,

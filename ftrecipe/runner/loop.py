@@ -22,6 +22,7 @@ import torch
 from ftrecipe.data import EpochIndex
 from ftrecipe.errors import RunFailure
 from ftrecipe.freeze import apply_freeze_plan
+from ftrecipe.libraries import switch_checkpointing
 from ftrecipe.runner.checkpoint import LoopState, fingerprint, latest_checkpoint, load_compatible_state, save_checkpoint
 from ftrecipe.runner.optim import build_optimizer, build_scheduler, step_counts
 from ftrecipe.runner.outputs import MetricsLog, add_to_run_info
@@ -112,8 +113,7 @@ class CommonLoop:
         model = task.build_model()
         model, self.freeze_report = apply_freeze_plan(model, self.recipe, task.anatomy(model))
         self.reporter.info(f"freeze plan {self.freeze_report.describe()}")
-        if training.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if training.gradient_checkpointing and switch_checkpointing(model, True):
             if hasattr(model, "enable_input_require_grads"):
                 model.enable_input_require_grads()
         self.speed_up(model)

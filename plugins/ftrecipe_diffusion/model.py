@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.plugin import ModelAnatomy
+from ftrecipe.plugin import ModelAnatomy, switch_checkpointing
 
 #: What ``target_modules: all-linear`` means here: the attention projections Diffusers' DreamBooth
 #: LoRA script adapts (the convolutions and time embedding stay as they are).
@@ -38,10 +38,11 @@ class DreamBoothModel(torch.nn.Module):
         return self.unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False)[0]
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
-        """Called by the runner for ``training.gradient_checkpointing``."""
+        """Called by the runner (:func:`ftrecipe.plugin.switch_checkpointing`) for ``training.gradient_checkpointing``:
+        the UNet's blocks and, where it trains, the text encoder's layers, non-reentrant."""
         self.unet.enable_gradient_checkpointing()
         if self.text_encoder is not None:
-            self.text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+            switch_checkpointing(self.text_encoder, True)
 
 
 def anatomy(model: DreamBoothModel, weight_dtype: torch.dtype) -> ModelAnatomy:

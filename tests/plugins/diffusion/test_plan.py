@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ftrecipe.freeze import apply_freeze_plan
-from ftrecipe.plugin import RecipeRuntimeError, TaskContext
+from ftrecipe.plugin import RecipeRuntimeError, TaskContext, switch_checkpointing
 from ftrecipe.registry import get_registry
 from ftrecipe.validation import validate_file, validate_text
 from ftrecipe_diffusion.task import DreamBoothTask
@@ -140,7 +140,7 @@ def test_the_checkpoint_units_are_what_gradient_checkpointing_recomputes(built, 
         return checkpointed
 
     real.train()
-    real.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert switch_checkpointing(real, True)  # as the runner does
     try:
         for module in real.modules():
             if getattr(module, "_gradient_checkpointing_func", None) is not None:
@@ -149,7 +149,7 @@ def test_the_checkpoint_units_are_what_gradient_checkpointing_recomputes(built, 
     finally:
         real.unet.disable_gradient_checkpointing()
         if real.text_encoder is not None:
-            real.text_encoder.gradient_checkpointing_disable()
+            switch_checkpointing(real.text_encoder, False)
     units = case.plan.plan_checkpoint_units(case.plan.plan_freeze(case.plan.plan_model())[0])
     assert sorted(units) == sorted(set(recomputed)) and len(units) == len(set(units))
     assert any(".transformer_blocks." in u for u in units) and any(".resnets." in u for u in units)
