@@ -127,10 +127,27 @@ def check_quantised(model: torch.nn.Module, recipe: Any) -> None:
         )
 
 
+def keep_4bit_layers_trainable(model: torch.nn.Module) -> None:
+    """Keep every 4-bit layer in the weight layout its backward pass needs.
+
+    On a CPU with AVX512-BF16, bitsandbytes' ``Linear4bit`` repacks its weight for a faster inference kernel
+    the first time it runs in eval mode without gradients (the evaluation before training) and keeps it
+    so; that kernel has no backward, so every training step after it silently drops the gradient through
+    each 4-bit layer, and LoRA below the top layer learns from a wrong gradient (checked on bitsandbytes
+    0.50.2: the input's gradient is None). A model that trains keeps the plain layout; evaluation on a
+    CPU is slower for it, and a GPU is unaffected."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit) and hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def _quantised_load(auto_class: Any, source: Any, model_type: str | None, recipe: Any, **kwargs: Any) -> torch.nn.Module:
     with quantisable_linear_layers(model_type):
         model = load_pretrained(auto_class.from_pretrained, source, **kwargs)
     check_quantised(model, recipe)
+    keep_4bit_layers_trainable(model)
     return model
 
 
