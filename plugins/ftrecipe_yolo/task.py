@@ -195,7 +195,9 @@ class YoloTask(ModalityTask):
 
         args = {"data": data_yaml, "imgsz": self.trainer.args.imgsz, "batch": self.trainer.args.batch * 2,
                 "device": self.trainer.args.device, "plots": False, "verbose": False, "save_json": False,
-                "project": str(self.ctx.output_dir / "ultralytics"), "name": "val", "exist_ok": True, "half": False}
+                "project": str(self.ctx.output_dir / "ultralytics"), "name": "val", "exist_ok": True}
+        # full precision is Ultralytics' default (`half: false` in older releases, `quantize` unset in newer
+        # ones, where `half` is deprecated and `quantize` is unknown to the older): name neither
         validator = DetectionValidator(args=args)
         return EvalResult(detection_metrics(validator(model=model)))
 

@@ -44,8 +44,11 @@ def picture(row: Mapping[str, Any]) -> torch.Tensor:
     else:
         from ftrecipe.plugin import load_rgb
 
-        pixels = np.asarray(load_rgb(row["image"]))
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)
+        pixels = np.array(load_rgb(row["image"]))  # np.asarray would give PIL's read-only buffer
+    pixels = np.ascontiguousarray(pixels)
+    if not pixels.flags.writeable:  # torch.from_numpy shares the memory and warns about one it cannot write
+        pixels = pixels.copy()
+    return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
 class DetectionDataset(torch.utils.data.Dataset):
