@@ -177,10 +177,10 @@ def leave_out(*packages: str) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
-_CHECKPOINTING_SWITCHES = {  # (on, off, the keyword of on's checkpoint arguments), newest name first
-    "activation": ("activation_checkpointing_enable", "activation_checkpointing_disable", "activation_checkpointing_kwargs"),
-    "gradient": ("gradient_checkpointing_enable", "gradient_checkpointing_disable", "gradient_checkpointing_kwargs"),
-}
+_CHECKPOINTING_SWITCHES = (  # (on, off, the keyword of on's checkpoint arguments), newest names first
+    ("activation_checkpointing_enable", "activation_checkpointing_disable", "activation_checkpointing_kwargs"),
+    ("gradient_checkpointing_enable", "gradient_checkpointing_disable", "gradient_checkpointing_kwargs"),
+)
 
 
 def switch_checkpointing(model: Any, on: bool) -> bool:
@@ -189,7 +189,7 @@ def switch_checkpointing(model: Any, on: bool) -> bool:
     ``activation_checkpointing_*`` (the old names warn, and go in v6) while older 5.x releases have only
     the old ones; a plugin's own model may define either pair. Both are tried, newest first, so that no
     release in ftrecipe's range turns checkpointing off silently."""
-    for enable, disable, keyword in _CHECKPOINTING_SWITCHES.values():
+    for enable, disable, keyword in _CHECKPOINTING_SWITCHES:
         switch = getattr(model, enable if on else disable, None)
         if callable(switch):
             if on:

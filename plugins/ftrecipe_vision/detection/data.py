@@ -40,15 +40,13 @@ def steps_of(sections: Sequence[AugmentationSection], registry: Registry, modali
 def picture(row: Mapping[str, Any]) -> torch.Tensor:
     """The row's picture, upright RGB, as a uint8 CHW tensor."""
     if row.get("pixels") is not None:
-        pixels = np.asarray(row["pixels"])
+        pixels = row["pixels"]
     else:
         from ftrecipe.plugin import load_rgb
 
-        pixels = np.array(load_rgb(row["image"]))  # np.asarray would give PIL's read-only buffer
-    pixels = np.ascontiguousarray(pixels)
-    if not pixels.flags.writeable:  # torch.from_numpy shares the memory and warns about one it cannot write
-        pixels = pixels.copy()
-    return torch.from_numpy(pixels).permute(2, 0, 1)
+        pixels = load_rgb(row["image"])
+    # torch.from_numpy shares the memory: contiguous and writable (PIL's buffer is read-only), copied only if not
+    return torch.from_numpy(np.require(pixels, requirements="CW")).permute(2, 0, 1)
 
 
 class DetectionDataset(torch.utils.data.Dataset):
