@@ -1,9 +1,10 @@
-"""Atomic checkpoints: Accelerate's full training state plus the loop position and recipe fingerprint.
+"""Atomic checkpoints: Accelerate's training state plus the loop position and recipe fingerprint.
 
 A checkpoint is written under a temporary name and renamed into place once complete, so a crash or
 ``kill -9`` can never leave a half-written ``step-N`` behind. ``state.json`` inside it records the
 loop position (optimizer step, epoch, batches consumed in the epoch) and the recipe fields that must
-not change for the state to be reusable; resume names the fields that did.
+not change for the state to be reusable; resume names the fields that did. The model's frozen weights
+stay out of it (``frozen.py``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class LoopState:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     world_size: int = 1
     """Processes that wrote the checkpoint: the data position and the RNG states are per process."""
+    frozen_digest: str | None = None
+    """The frozen weights the run trained on, which the checkpoint leaves out (``frozen.py``)."""
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -157,13 +160,14 @@ def atomic_checkpoint(root: Path, state: LoopState, keep: int, *, is_main: bool 
 
 
 def save_checkpoint(accelerator: Any, root: Path, state: LoopState, keep: int,
-                    also: Callable[[Path], None] | None = None) -> Path:
+                    also: Callable[[Path], None] | None = None, options: dict[str, Any] | None = None) -> Path:
     """Accelerate's training state (model, optimizer, scheduler, RNGs: what it prepared) as one atomic
-    checkpoint; ``also`` writes what Accelerate does not hold (a sharded model's shards) into it."""
+    checkpoint; ``also`` writes what Accelerate does not hold (a sharded model's shards) into it;
+    ``options`` go to ``save_state`` (``frozen.keep_frozen_out``)."""
     state.world_size = accelerator.num_processes
     with atomic_checkpoint(root, state, keep, is_main=accelerator.is_main_process,
                            barrier=accelerator.wait_for_everyone) as directory:
-        accelerator.save_state(str(directory))
+        accelerator.save_state(str(directory), **(options or {}))
         if also is not None:
             also(directory)
     return root / f"{PREFIX}{state.step:07d}"

@@ -27,6 +27,7 @@ from ftrecipe.runner.checkpoint import LoopState, fingerprint, latest_checkpoint
 from ftrecipe.runner.optim import build_optimizer, build_scheduler, step_counts
 from ftrecipe.runner.outputs import MetricsLog, add_to_run_info
 from ftrecipe.runner.progress import Reporter
+from ftrecipe.runner.frozen import check_same_base, frozen_digest, keep_frozen_out
 from ftrecipe.runner.sharding import gather_full_state, load_shards, load_whole, save_shards, shard_model, unsharded_root
 from ftrecipe.runner.speed import compile_blocks, describe, eager
 from ftrecipe.runner.stop import Interrupted, StopFlag, StopVote
@@ -113,6 +114,7 @@ class CommonLoop:
         model = task.build_model()
         model, self.freeze_report = apply_freeze_plan(model, self.recipe, task.anatomy(model))
         self.reporter.info(f"freeze plan {self.freeze_report.describe()}")
+        self.frozen_digest = frozen_digest(model)  # before sharding: every process's whole frozen weights
         if training.gradient_checkpointing and switch_checkpointing(model, True):
             if hasattr(model, "enable_input_require_grads"):
                 model.enable_input_require_grads()
@@ -137,6 +139,7 @@ class CommonLoop:
         else:
             optimizer = build_optimizer(model, training)
             self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
+        self.save_options, self.load_options = keep_frozen_out(accelerator)
         # ZeRO-3 partitions the weights as FSDP does: every forward (evaluation's too) gathers them from all
         self.partitioned = self.sharded or (self.recipe.hardware.strategy == "deepspeed" and self.recipe.hardware.zero_stage == 3)
         self.batches_per_epoch = len(self.loader)
@@ -144,7 +147,7 @@ class CommonLoop:
         self.scheduler = build_scheduler(self.optimizer, training, self.total_steps)
         accelerator.register_for_checkpointing(self.scheduler)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.state = LoopState(fingerprint=fingerprint(self.recipe))
+        self.state = LoopState(fingerprint=fingerprint(self.recipe), frozen_digest=self.frozen_digest)
         self.saved_step = -1
 
     def speed_up(self, model: torch.nn.Module) -> None:
@@ -167,7 +170,9 @@ class CommonLoop:
             self.reporter.info("no complete checkpoint yet: starting from the beginning")
             return
         self.state = load_compatible_state(found, self.recipe, self.accelerator.num_processes)
-        self.accelerator.load_state(str(found))
+        check_same_base(self.state.frozen_digest, self.frozen_digest, found)
+        self.state.frozen_digest = self.frozen_digest  # (a checkpoint of an earlier release recorded none)
+        self.accelerator.load_state(str(found), **self.load_options)
         if self.sharded:
             load_shards(self.model, self.optimizer, found)
         self.accelerator.step = 0
@@ -224,7 +229,8 @@ class CommonLoop:
     def checkpoint(self) -> Path:
         self.state.train_seconds = time.perf_counter() - self.started
         shards = functools.partial(save_shards, self.model, self.optimizer) if self.sharded else None
-        path = save_checkpoint(self.accelerator, self.checkpoints, self.state, self.training.keep_checkpoints, shards)
+        path = save_checkpoint(self.accelerator, self.checkpoints, self.state, self.training.keep_checkpoints, shards,
+                               self.save_options)
         self.saved_step = self.state.step
         for callback in self.callbacks:
             callback.on_checkpoint(self.state.step, path)

@@ -9,8 +9,9 @@ engages on accelerator devices: on CPU processes it would silently run plain dat
   nested in another's member first, as FSDP2 requires), then the root, which keeps the rest (embeddings, heads) and the weight ties between them. A PEFT model's
   root is its base model, so that generation (which PEFT routes to the base model) gathers the root's
   weights too.
-- **Checkpoints:** every process writes its own shards of the model and optimizer with
-  ``torch.distributed.checkpoint`` into the checkpoint's directory (atomic like every checkpoint);
+- **Checkpoints:** every process writes its own shards of the model (less its frozen weights, as every
+  checkpoint: ``frozen.py``) and optimizer with ``torch.distributed.checkpoint`` into the checkpoint's
+  directory (atomic like every checkpoint);
   Accelerate keeps saving the rest (schedule, RNGs, data position).
 - **The saved model:** every process takes part in gathering the full state dict onto the first
   process's host memory, which loads it into a plain copy of the model (built as the run built it,
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from ftrecipe.runner.frozen import keeps, kept_keys
 from ftrecipe.runner.speed import repeated_blocks
 
 SHARDS_DIR = "sharded"
@@ -77,7 +79,7 @@ def save_shards(model: torch.nn.Module, optimizer: torch.optim.Optimizer, direct
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
-    model_state, optimizer_state = get_state_dict(model, optimizer)
+    model_state, optimizer_state = get_state_dict(model, optimizer, options=_trained_only())
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=str(directory / SHARDS_DIR))
 
 
@@ -86,10 +88,24 @@ def load_shards(model: torch.nn.Module, optimizer: torch.optim.Optimizer, direct
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-    model_state, optimizer_state = get_state_dict(model, optimizer)
+    model_state, optimizer_state = get_state_dict(model, optimizer, options=_trained_only())
     state = {"model": model_state, "optimizer": optimizer_state}
     dcp.load(state, checkpoint_id=str(directory / SHARDS_DIR))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+    missing, unexpected = set_state_dict(model, optimizer, model_state_dict=state["model"],
+                                         optim_state_dict=state["optimizer"], options=_trained_only())
+    kept = kept_keys(model)
+    lacking = [key for key in missing if keeps(key, kept)]
+    if lacking or unexpected:
+        raise RuntimeError(f"the sharded checkpoint does not match the model: missing {lacking[:5]}, "
+                           f"unexpected {list(unexpected)[:5]}")
+
+
+def _trained_only() -> Any:
+    """The distributed checkpoint's options for a checkpoint: the frozen weights left out (see ``frozen.py``),
+    a load accepting their absence."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 def gather_full_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

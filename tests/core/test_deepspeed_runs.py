@@ -54,6 +54,8 @@ def test_zero3_saves_the_model_whole_and_matches_one_process(zero3_run, one_proc
     checkpoint = zero3_run / "checkpoints" / "step-0000012" / "pytorch_model"
     assert {p.name for p in checkpoint.glob("zero_pp_rank_*_model_states.pt")} == {
         "zero_pp_rank_0_mp_rank_00_model_states.pt", "zero_pp_rank_1_mp_rank_00_model_states.pt"}
+    states = torch.load(checkpoint / "zero_pp_rank_0_mp_rank_00_model_states.pt", weights_only=False)
+    assert set(states["module"]) == {"2.weight", "2.bias"}, list(states["module"])  # the frozen layer left out
 
 
 def test_zero2_matches_one_process(tmp_path, example_site, one_process):

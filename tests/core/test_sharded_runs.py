@@ -20,7 +20,8 @@ from tests.conftest import OFFLINE, TOY, run_cli
 pytestmark = pytest.mark.e2e
 
 STEPS = ("--set", "training.max_steps=12", "--set", "training.checkpoint_every=4", "--set", "training.log_every=1",
-         "--set", "data.augment=[]")
+         "--set", "data.augment=[]", "--set", "freeze.strategy=partial", "--set", "freeze.freeze=['0.*']")
+"""A first layer frozen, as a LoRA base is: checkpoints leave it out and resumes rebuild it (frozen.py)."""
 TWO_FSDP = ("--set", "hardware.devices=2", "--set", "hardware.strategy=fsdp", "--set", "training.batch_size=4")
 """Two processes x 4 examples: the global batch of one process with the toy's 8."""
 
@@ -66,6 +67,13 @@ def test_fsdp_over_two_processes_saves_the_model_whole_and_matches_one_process(t
     assert all(a[0] == b[0] and abs(a[1] - b[1]) <= 1e-5 * max(1.0, abs(b[1])) for a, b in pairs)
     shards = fsdp_run / "checkpoints" / "step-0000012" / "sharded"
     assert (shards / ".metadata").is_file() and len(list(shards.glob("*.distcp"))) == 2  # one file per process
+    assert weights_in_shards(shards) == {"model.2.weight", "model.2.bias"}  # the frozen layer left out
+
+
+def weights_in_shards(shards: Path) -> set[str]:
+    from torch.distributed.checkpoint import FileSystemReader
+
+    return {key for key in FileSystemReader(str(shards)).read_metadata().state_dict_metadata if key.startswith("model.")}
 
 
 def test_only_the_main_process_logs_to_the_trackers(fsdp_run):
@@ -158,4 +166,8 @@ def test_accelerate_launch_runs_the_recipes_strategy_not_its_own(tmp_path, examp
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = out / "checkpoints" / "step-0000012"
     assert (checkpoint / "model.safetensors").is_file() and not (checkpoint / "sharded").exists()
+    from safetensors.torch import load_file
+
+    saved = {key.removeprefix("module.") for key in load_file(checkpoint / "model.safetensors")}  # (DDP's, on a GPU)
+    assert saved == {"2.weight", "2.bias"}  # the frozen layer left out
     assert json.loads((out / "summary.json").read_text())["world_size"] == 2

@@ -169,23 +169,36 @@ def qlora_recipe(tmp_path: Path, base: Path, save: str) -> Path:
 
 
 def test_qlora_trains_adapters_on_a_4bit_base(tmp_path, falcon_dir):
-    """The base the run trains is NF4 (bitsandbytes 4-bit layers), and only the adapters train."""
-    import bitsandbytes as bnb
+    """The base the run trains is NF4 (bitsandbytes 4-bit layers), and only the adapters train. Its
+    checkpoints hold the adapters, not the 4-bit base; one loads back into a freshly built model without
+    touching the base; a resume onto a base rewritten since the run is refused."""
+    import shutil
 
+    import bitsandbytes as bnb
+    import torch
+
+    from ftrecipe.freeze import apply_freeze_plan
     from ftrecipe.plugin import TaskContext
     from ftrecipe.registry import get_registry
+    from ftrecipe.runner.frozen import load_without_frozen
     from ftrecipe.validation import validate_file
     from ftrecipe_text.causal_lm import CausalLMTask
 
-    recipe = qlora_recipe(tmp_path, falcon_dir, "adapter")
+    base = shutil.copytree(falcon_dir, tmp_path / "base")  # (rewritten below)
+    recipe = qlora_recipe(tmp_path, base, "adapter")
     summary = run_ok(recipe, tmp_path / "run")
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file, save_file
 
     adapter = load_file(tmp_path / "run" / "model" / "adapter_model.safetensors")
     assert adapter and all("lora_" in name for name in adapter)
     assert summary["freeze"]["strategy"] == "qlora"
     assert summary["freeze"]["trainable_parameters"] == sum(t.numel() for t in adapter.values())  # the adapters, only
     assert (tmp_path / "run" / "libraries.log").is_file()  # where bitsandbytes' own notices went (run_ok: not the console)
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-0000004"
+    held = load_file(checkpoint / "model.safetensors")
+    assert sorted(name.replace(".default", "") for name in held if "lora_" in name) == sorted(adapter)
+    assert not [name for name in held if "lora_" not in name and "rotary" not in name], list(held)  # (buffers stay)
+
     result = validate_file(recipe)
     task = CausalLMTask(TaskContext(recipe=result.recipe, registry=get_registry(), base_dir=tmp_path, output_dir=tmp_path / "x"))
     task.build_data()
@@ -193,6 +206,18 @@ def test_qlora_trains_adapters_on_a_4bit_base(tmp_path, falcon_dir):
     four_bit = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(four_bit) == 4 * model.config.num_hidden_layers  # every linear layer of every block
     assert all(m.weight.quant_type == "nf4" for m in four_bit)
+    model, _ = apply_freeze_plan(model, result.recipe, task.anatomy(model))
+    packed = [m.weight.data.clone() for m in four_bit]
+    load_without_frozen(model, checkpoint / "model.safetensors")
+    state = model.state_dict()
+    assert all(torch.equal(state[name], tensor) for name, tensor in held.items())
+    assert all(torch.equal(m.weight.data, before) for m, before in zip(four_bit, packed, strict=True))
+
+    weights = load_file(base / "model.safetensors")  # the base rewritten in place: another pre-trained model
+    save_file({name: tensor + 0.01 for name, tensor in weights.items()}, base / "model.safetensors")
+    resumed = run_cli("run", str(recipe), "--output", str(tmp_path / "run"), "--resume", "--set", "training.max_steps=6")
+    assert resumed.returncode == 1, resumed.stderr
+    assert "the frozen weights differ from those checkpoint step-0000004 was trained on" in resumed.stderr
 
 
 def test_qlora_with_a_merged_save_is_a_plain_full_precision_model(tmp_path, falcon_dir):
