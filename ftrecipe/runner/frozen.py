@@ -53,7 +53,7 @@ def frozen_digest(model: torch.nn.Module) -> str | None:
     """A digest of the frozen parameters' names, shapes, types and sampled values; None when nothing is
     frozen (the checkpoint then holds the whole model)."""
     digest = hashlib.sha256()
-    frozen = sorted((name, p) for name, p in model.named_parameters() if not p.requires_grad)
+    frozen = sorted(((name, p) for name, p in model.named_parameters() if not p.requires_grad), key=lambda item: item[0])
     if not frozen:
         return None
     for name, parameter in frozen:
@@ -109,10 +109,8 @@ def keep_frozen_out(accelerator: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             weights[index] = without_frozen(state, model)
 
     def before_load(models: list[torch.nn.Module], directory: str) -> None:
-        for index, model in enumerate(models):
-            path = _model_file(Path(directory), index)
-            if not path.is_file():  # not a file of ours (a .bin written by hand): Accelerate reports it
-                return
+        if not all(_model_file(Path(directory), index).is_file() for index in range(len(models))):
+            return  # not files of ours (a .bin written by hand): Accelerate's own load reports what is wrong
         for index, model in enumerate(models):
             load_without_frozen(model, _model_file(Path(directory), index))
         models.clear()  # loaded: Accelerate's strict load would refuse the missing frozen weights
