@@ -53,6 +53,10 @@ def test_the_frozen_weights_load_as_built_and_everything_else_from_the_file(tmp_
     assert torch.equal(fresh.body.weight, Tied().body.weight)
     with pytest.raises(RunFailure, match=r"missing \[.*'embed.weight'"):  # a trainable weight absent: refused
         load_without_frozen(Tied(), tmp_path / "empty.safetensors")
+    save(trained.state_dict(), tmp_path / "whole.safetensors", safe_serialization=True)  # an earlier release's
+    earlier = Tied()
+    load_without_frozen(earlier, tmp_path / "whole.safetensors")
+    assert all(torch.equal(value, trained.state_dict()[key]) for key, value in earlier.state_dict().items())
 
 
 def test_the_digest_follows_the_frozen_weights_only():
