@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from ftrecipe.errors import RunFailure
 
 SAMPLES_PER_TENSOR = 4096
 """Elements of each frozen tensor that the digest reads, evenly spaced: another base differs in nearly
-every element, and a 40B model's digest costs a few milliseconds instead of a pass over its memory."""
+every element, and a 40B model's digest reads a few megabytes instead of all of its memory."""
 
 
 def kept_keys(model: torch.nn.Module) -> set[str]:
@@ -43,8 +44,8 @@ def keeps(key: str, kept: set[str]) -> bool:
 
 
 def without_frozen(state: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
-    """``state`` (``model``'s state dict) less its frozen weights, still an ``OrderedDict``: Accelerate
-    drops the second name of tied weights only from one (safetensors refuses shared memory)."""
+    """``state`` (``model``'s state dict) less its frozen weights, still an ``OrderedDict``: only from one
+    does Accelerate drop the second name of tied weights, which safetensors refuses to write twice."""
     kept = kept_keys(model)
     return OrderedDict((key, value) for key, value in state.items() if keeps(key, kept))
 
@@ -74,8 +75,8 @@ def check_same_base(stored: str | None, current: str | None, checkpoint: Path) -
     if stored is not None and stored != current:
         raise RunFailure(
             f"the frozen weights differ from those checkpoint {checkpoint.name} was trained on: the base model "
-            "(model.source, its files or its revision) or the freeze plan changed since, and the checkpoint holds "
-            "only what trains; resume with the same base, or start a new --output"
+            "(model.base: its files or its revision) changed since, and the checkpoint holds only what trains; "
+            "resume with the same base, or start a new --output"
         )
 
 
@@ -91,11 +92,17 @@ def load_without_frozen(model: torch.nn.Module, path: Path) -> None:
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     missing, unexpected = load_model(model, str(path), strict=False, device=str(device))
+    check_loaded(model, missing, unexpected, f"checkpoint {path.parent.name}")
+
+
+def check_loaded(model: torch.nn.Module, missing: Iterable[str], unexpected: Iterable[str], what: str) -> None:
+    """After a non-strict load of ``what`` into ``model``: refuse it if a key it must hold was missing or a
+    key the model does not know was there (only the frozen weights may be absent)."""
     kept = kept_keys(model)
-    lacking = [key for key in missing if keeps(key, kept)]
-    if lacking or unexpected:
-        raise RunFailure(f"checkpoint {path.parent.name} does not match the model: missing {lacking[:5]}, "
-                         f"unexpected {list(unexpected)[:5]}; start a new --output")
+    lacking, unknown = [key for key in missing if keeps(key, kept)], list(unexpected)
+    if lacking or unknown:
+        raise RunFailure(f"{what} does not match the model: missing {lacking[:5]}, unexpected {unknown[:5]}; "
+                         "start a new --output")
 
 
 def keep_frozen_out(accelerator: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -24,10 +24,10 @@ from ftrecipe.errors import RunFailure
 from ftrecipe.freeze import apply_freeze_plan
 from ftrecipe.libraries import switch_checkpointing
 from ftrecipe.runner.checkpoint import LoopState, fingerprint, latest_checkpoint, load_compatible_state, save_checkpoint
+from ftrecipe.runner.frozen import check_same_base, frozen_digest, keep_frozen_out
 from ftrecipe.runner.optim import build_optimizer, build_scheduler, step_counts
 from ftrecipe.runner.outputs import MetricsLog, add_to_run_info
 from ftrecipe.runner.progress import Reporter
-from ftrecipe.runner.frozen import check_same_base, frozen_digest, keep_frozen_out
 from ftrecipe.runner.sharding import gather_full_state, load_shards, load_whole, save_shards, shard_model, unsharded_root
 from ftrecipe.runner.speed import compile_blocks, describe, eager
 from ftrecipe.runner.stop import Interrupted, StopFlag, StopVote

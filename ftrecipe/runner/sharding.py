@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ftrecipe.runner.frozen import keeps, kept_keys
+from ftrecipe.runner.frozen import check_loaded
 from ftrecipe.runner.speed import repeated_blocks
 
 SHARDS_DIR = "sharded"
@@ -93,11 +93,7 @@ def load_shards(model: torch.nn.Module, optimizer: torch.optim.Optimizer, direct
     dcp.load(state, checkpoint_id=str(directory / SHARDS_DIR))
     missing, unexpected = set_state_dict(model, optimizer, model_state_dict=state["model"],
                                          optim_state_dict=state["optimizer"], options=_trained_only())
-    kept = kept_keys(model)
-    lacking = [key for key in missing if keeps(key, kept)]
-    if lacking or unexpected:
-        raise RuntimeError(f"the sharded checkpoint does not match the model: missing {lacking[:5]}, "
-                           f"unexpected {list(unexpected)[:5]}")
+    check_loaded(model, missing, unexpected, f"the sharded checkpoint {directory.name}")
 
 
 def _trained_only() -> Any:
