@@ -16,7 +16,8 @@ from typing import Any
 
 from ftrecipe.gpus import GPUS
 from ftrecipe.libraries import switch_checkpointing
-from ftrecipe.plan.memory import ActivationFit, Estimate, ParamInfo, Settings, estimate, save_gather_host_bytes, verdict
+from ftrecipe.plan.memory import (ActivationFit, Estimate, ParamInfo, Settings, estimate, save_gather_host_bytes,
+                                  static_bytes, verdict)
 from ftrecipe.plan.risks import data_warnings, recipe_warnings
 from ftrecipe.plan.cache import PlanCache, as_json
 from ftrecipe.plan_records import DataGuidance, PlanData
@@ -45,6 +46,9 @@ class Footprint:
     extras: dict[str, int]
     loaded_bytes: int = 0
     """The weights as loaded from the checkpoint, before quantisation (what host memory passes)."""
+    own_loop: bool | None = None
+    """The task trains in its own loop and writes its own checkpoints (None: a footprint cached before
+    this was recorded)."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Footprint:
@@ -54,6 +58,7 @@ class Footprint:
         return cls(
             params=[ParamInfo(**{**p, "shape": tuple(p["shape"])}) for p in data["params"]],
             trainable=data["trainable"], total=data["total"], extras=data["extras"], loaded_bytes=data["loaded_bytes"],
+            own_loop=data.get("own_loop"),
             fit=ActivationFit(**pairs, units={k: tuple(v) for k, v in fit["units"].items()},  # type: ignore[arg-type]
                               flops_per_example=fit["flops_per_example"]),
         )
@@ -78,11 +83,13 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     speed: dict[str, Any] = field(default_factory=dict)
     """The speed switches as the task will run them (``ModalityTask.speed_settings``; ``auto`` resolved)."""
+    checkpoints: dict[str, Any] = field(default_factory=dict)
+    """Disk: ``bytes_each`` and ``kept`` (empty for a task with its own loop, whose checkpoints are its library's)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"recipe": self.recipe, "plugin": self.plugin, "defaults_used": self.defaults_used, "params": self.params,
                 "memory": self.memory, "data": self.data, "compute": self.compute, "speed": self.speed,
-                "warnings": self.warnings}
+                "checkpoints": self.checkpoints, "warnings": self.warnings}
 
 
 # ------------------------------------------------------------------------------ settings
@@ -183,7 +190,8 @@ def measure(task: Any, recipe: RecipeBase) -> Footprint:
     one = trace_forward(task, model, 1, units, head)
     two = trace_forward(task, model, 2, units, head)
     return Footprint(params=params, trainable=report.trainable, total=report.total,
-                     fit=ActivationFit.from_traces(one, two), extras=extras, loaded_bytes=loaded)
+                     fit=ActivationFit.from_traces(one, two), extras=extras, loaded_bytes=loaded,
+                     own_loop=bool(getattr(task, "owns_loop", False)))
 
 
 class Planner:
@@ -289,6 +297,16 @@ def compute_section(recipe: RecipeBase, footprint: Footprint, data: PlanData) ->
             "hours": hours, "gpu": recipe.hardware.gpu, "devices": world, "utilisation": utilisation}
 
 
+def checkpoint_section(recipe: RecipeBase, footprint: Footprint) -> dict[str, Any]:
+    """What each checkpoint of the common loop writes: the trainable weights and their optimizer state
+    (frozen weights are not copied: ``ftrecipe/runner/frozen.py``); buffers, random states and the
+    schedule are small beside them and not counted."""
+    if footprint.own_loop is not False:
+        return {}
+    static = static_bytes(footprint.params, settings_of(recipe))
+    return {"bytes_each": static["gradients"] + static["optimizer"], "kept": recipe.training.keep_checkpoints}
+
+
 def data_section(data: PlanData) -> dict[str, Any]:
     guidance = data.guidance
     return {
@@ -368,6 +386,7 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, t
             data=counts_only(data_section(data), recipe.head.labels) if untrusted else data_section(data),
             compute=compute_section(recipe, footprint, data),
             speed=speed,
+            checkpoints=checkpoint_section(recipe, footprint),
             warnings=recipe_warnings(recipe, result.base_dir, code_refused=code_refused, unread=record.ignores.keys())
             + ([] if untrusted else data_warnings(data)),
         )

@@ -211,6 +211,8 @@ def impact(old: Side, new: Side) -> list[ImpactRow]:
         row("training compute", ("compute", "train_flops"), flops),
         row("training time", ("compute", "hours"), duration, _hours),
     ]
+    if old.get("checkpoints") or new.get("checkpoints"):  # (a task with its own loop writes its library's)
+        rows.insert(3, row("checkpoint size", ("checkpoints", "bytes_each"), human))
     if old.get("speed") or new.get("speed"):  # a modality with switches, one of them on (or speed: auto)
         rows.append(row("speed switches", ("speed",), lambda v: speed_text(v) if v else "all off"))
     return rows

@@ -55,6 +55,11 @@ def _verdict(memory: dict[str, Any]) -> str:
     return f"{memory['verdict']} in {human(budget)}"
 
 
+def _checkpoints(checkpoints: dict[str, Any]) -> str:
+    each, kept = checkpoints["bytes_each"], checkpoints["kept"]
+    return f"{human(each)} each (trainable weights and optimizer state; frozen ones are not copied), {kept} kept: {human(each * kept)}"
+
+
 def text(plan: dict[str, Any]) -> str:
     params, memory, data, compute = plan["params"], plan["memory"], plan["data"], plan["compute"]
     share = params["trainable"] / params["total"] if params["total"] else 0
@@ -82,6 +87,8 @@ def text(plan: dict[str, Any]) -> str:
     if "host_save_bytes" in memory:
         lines.append(f"  host memory of the first process at the save (the sharded model gathered whole): "
                      f"up to {human(memory['host_save_bytes'])}")
+    if plan.get("checkpoints"):
+        lines.append(f"checkpoints  {_checkpoints(plan['checkpoints'])}")
     lines.append(f"data  {_amount(data)}")
     if data["balance"]:
         lines.append("  balance: " + ", ".join(f"{k} {v:,}" for k, v in data["balance"].items()))
@@ -123,6 +130,8 @@ def markdown(plan: dict[str, Any]) -> str:
         ("memory per device", f"{human(span['expected'])} ({human(span['low'])} to {human(span['high'])}): {_verdict(memory)}"),
     ]
     rows += [(f"&nbsp;&nbsp;{COMPONENTS.get(k, k)}", human(v)) for k, v in memory["breakdown"].items() if v]
+    if plan.get("checkpoints"):
+        rows.append(("checkpoints", _checkpoints(plan["checkpoints"])))
     rows += [("data", _amount(data)), ("compute", f"{_flops(compute['train_flops'])} FLOPs, {_time(compute)}")]
     if plan.get("speed"):
         rows.append(("speed switches", speed_text(plan["speed"])))

@@ -44,6 +44,7 @@ class FakePlan:
                        "verdict": "fits" if batch * 2**30 <= 12 * 2**30 else "does not fit", "suggestions": [], "host_bytes": 0},
             "data": {"train_examples": 1952, "eval_examples": 48, "amount": {}, "unavailable": None},
             "compute": {"train_flops": 3.0e15 / batch * 8, "steps": 1952 * 4 // batch, "hours": None, "gpu": None, "utilisation": 0.4},
+            "checkpoints": {"bytes_each": (40_000 if lora_ else 1_200_000) * 12, "kept": 2},
             "warnings": warnings,
         }
 
@@ -195,6 +196,7 @@ def test_impact_rows_come_from_the_planner(tmp_path, capsys):
     assert "1.20M -> 1.20M" in rows["total parameters"] and rows["total parameters"].endswith("same")
     assert "8.00 GiB of 12.00 GiB, fits -> 16.00 GiB of 12.00 GiB, does not fit" in rows["memory per device"]
     assert rows["memory per device"].endswith("+8.00 GiB (+100%)")
+    assert "13.7 MiB -> 468.8 KiB" in rows["checkpoint size"] and rows["checkpoint size"].endswith("(-97%)")
     assert "1,952 -> 1,952" in rows["train examples"]
     assert "976 -> 488" in rows["optimizer steps"] and "3.00 PFLOP -> 1.50 PFLOP" in rows["training compute"]
     assert "unknown -> unknown" in rows["training time"] and rows["training time"].endswith("n/a")

@@ -52,13 +52,16 @@ def plan_json(path=DEMO, *sets: str) -> dict:
 
 def test_the_json_has_its_stable_keys():
     plan = plan_json()
-    assert {"plugin", "defaults_used", "params", "memory", "data", "compute", "warnings"} <= set(plan)
+    assert {"plugin", "defaults_used", "params", "memory", "data", "compute", "checkpoints", "warnings"} <= set(plan)
     assert {"total", "trainable"} <= set(plan["params"])
     assert {"per_device_bytes", "breakdown", "range", "budget_bytes", "verdict", "suggestions"} <= set(plan["memory"])
     memory = plan["memory"]
     assert memory["per_device_bytes"] == sum(memory["breakdown"].values()) == memory["range"]["expected"]
     assert memory["range"]["low"] <= memory["range"]["expected"] <= memory["range"]["high"]
     assert plan["plugin"]["modality"] == "causal-lm" and plan["params"]["trainable"] == plan["params"]["total"] > 0
+    # each checkpoint: the fp32 weights and AdamW's two fp32 moments (and a step count per tensor), all trained
+    checkpoints = plan["checkpoints"]
+    assert checkpoints["kept"] == 2 and 0 < checkpoints["bytes_each"] - 12 * plan["params"]["trainable"] < 1024
 
 
 def test_defaults_used_lists_what_the_file_did_not_choose():
@@ -150,6 +153,8 @@ def test_every_shipped_recipe_plans_offline(path):
             "memory.per_device_bytes": plan["memory"]["per_device_bytes"], "memory.breakdown": plan["memory"]["breakdown"],
             "memory.host_bytes": plan["memory"]["host_bytes"], "compute.flops_per_example": plan["compute"]["flops_per_example"],
             "data.train_examples": plan["data"]["train_examples"]} == pinned
+    # Ultralytics trains YOLO in its own loop and writes its own checkpoints; the common loop's are sized
+    assert (plan["checkpoints"] == {}) is (plan["plugin"]["modality"] == "yolo")
     if "memory:" in path.read_text() or "gpu:" in path.read_text():
         assert plan["memory"]["verdict"] in ("fits", "tight")
 

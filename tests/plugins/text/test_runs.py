@@ -198,8 +198,13 @@ def test_qlora_trains_adapters_on_a_4bit_base(tmp_path, falcon_dir):
     held = load_file(checkpoint / "model.safetensors")
     assert sorted(name.replace(".default", "") for name in held if "lora_" in name) == sorted(adapter)
     assert not [name for name in held if "lora_" not in name and "rotary" not in name], list(held)  # (buffers stay)
+    from ftrecipe.plan.build import plan_recipe
 
     result = validate_file(recipe)
+    planned = plan_recipe(result, cache=False).checkpoints  # what `ftrecipe plan` said each checkpoint would take
+    written = sum((checkpoint / name).stat().st_size for name in ("model.safetensors", "optimizer.bin"))
+    assert planned["kept"] == 2 and abs(written - planned["bytes_each"]) <= 0.1 * planned["bytes_each"], (written, planned)
+
     task = CausalLMTask(TaskContext(recipe=result.recipe, registry=get_registry(), base_dir=tmp_path, output_dir=tmp_path / "x"))
     task.build_data()
     model = task.build_model()
