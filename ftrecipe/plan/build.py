@@ -297,13 +297,13 @@ def compute_section(recipe: RecipeBase, footprint: Footprint, data: PlanData) ->
             "hours": hours, "gpu": recipe.hardware.gpu, "devices": world, "utilisation": utilisation}
 
 
-def checkpoint_section(recipe: RecipeBase, footprint: Footprint) -> dict[str, Any]:
+def checkpoint_section(recipe: RecipeBase, footprint: Footprint, settings: Settings) -> dict[str, Any]:
     """What each checkpoint of the common loop writes: the trainable weights and their optimizer state
     (frozen weights are not copied: ``ftrecipe/runner/frozen.py``); buffers, random states and the
     schedule are small beside them and not counted."""
     if footprint.own_loop is not False:
         return {}
-    static = static_bytes(footprint.params, settings_of(recipe))
+    static = static_bytes(footprint.params, settings)
     return {"bytes_each": static["gradients"] + static["optimizer"], "kept": recipe.training.keep_checkpoints}
 
 
@@ -386,7 +386,7 @@ def plan_recipe(result: ValidationResult, *, registry: Registry | None = None, t
             data=counts_only(data_section(data), recipe.head.labels) if untrusted else data_section(data),
             compute=compute_section(recipe, footprint, data),
             speed=speed,
-            checkpoints=checkpoint_section(recipe, footprint),
+            checkpoints=checkpoint_section(recipe, footprint, settings),
             warnings=recipe_warnings(recipe, result.base_dir, code_refused=code_refused, unread=record.ignores.keys())
             + ([] if untrusted else data_warnings(data)),
         )

@@ -57,7 +57,8 @@ def _verdict(memory: dict[str, Any]) -> str:
 
 def _checkpoints(checkpoints: dict[str, Any]) -> str:
     each, kept = checkpoints["bytes_each"], checkpoints["kept"]
-    return f"{human(each)} each (trainable weights and optimizer state; frozen ones are not copied), {kept} kept: {human(each * kept)}"
+    return (f"{human(each)} each (trainable weights and optimizer state; frozen ones are not copied), "
+            f"{kept} kept: {human(each * kept)}")
 
 
 def text(plan: dict[str, Any]) -> str:

@@ -114,7 +114,7 @@ class CommonLoop:
         model = task.build_model()
         model, self.freeze_report = apply_freeze_plan(model, self.recipe, task.anatomy(model))
         self.reporter.info(f"freeze plan {self.freeze_report.describe()}")
-        self.frozen_digest = frozen_digest(model)  # before sharding: every process's whole frozen weights
+        digest = frozen_digest(model)  # before sharding: every process's whole frozen weights
         if training.gradient_checkpointing and switch_checkpointing(model, True):
             if hasattr(model, "enable_input_require_grads"):
                 model.enable_input_require_grads()
@@ -147,7 +147,7 @@ class CommonLoop:
         self.scheduler = build_scheduler(self.optimizer, training, self.total_steps)
         accelerator.register_for_checkpointing(self.scheduler)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.state = LoopState(fingerprint=fingerprint(self.recipe), frozen_digest=self.frozen_digest)
+        self.state = LoopState(fingerprint=fingerprint(self.recipe), frozen_digest=digest)
         self.saved_step = -1
 
     def speed_up(self, model: torch.nn.Module) -> None:
@@ -169,9 +169,10 @@ class CommonLoop:
         if found is None:
             self.reporter.info("no complete checkpoint yet: starting from the beginning")
             return
-        self.state = load_compatible_state(found, self.recipe, self.accelerator.num_processes)
-        check_same_base(self.state.frozen_digest, self.frozen_digest, found)
-        self.state.frozen_digest = self.frozen_digest  # (a checkpoint of an earlier release recorded none)
+        stored = load_compatible_state(found, self.recipe, self.accelerator.num_processes)
+        check_same_base(stored.frozen_digest, self.state.frozen_digest, found)
+        stored.frozen_digest = self.state.frozen_digest  # (a checkpoint of an earlier release recorded none)
+        self.state = stored
         self.accelerator.load_state(str(found), **self.load_options)
         if self.sharded:
             load_shards(self.model, self.optimizer, found)
