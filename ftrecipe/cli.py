@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     plan.add_argument("--probe", type=int, default=0, metavar="N", help="also run N real training steps here and print the measured memory next to the estimate")
     plan.add_argument("--check", action="store_true", help="exit 1 when a recipe does not fit its memory budget")
+    plan.add_argument("--watch", action="store_true",
+                      help="plan again each time a recipe file is saved, in this process (the imports are paid once), until Ctrl-C")
     plan.add_argument("--debug", action="store_true", help="show tracebacks")
     _add_review_flags(plan, plans=True)
 

@@ -1,7 +1,9 @@
-"""`ftrecipe plan RECIPE... [--set K=V] [--format text|json|markdown] [--probe N] [--check]`.
+"""`ftrecipe plan RECIPE... [--set K=V] [--format text|json|markdown] [--probe N] [--check] [--watch]`.
 
 Exit codes: 0 planned, 1 a recipe that cannot be planned (or, with ``--check``, does not fit its
-budget), 2 bad input (an invalid recipe, a base whose config is nowhere at hand).
+budget), 2 bad input (an invalid recipe, a base whose config is nowhere at hand, ``--watch`` with
+``--check`` or ``--probe``). ``--watch`` plans again on every saved change until Ctrl-C, then exits 0
+(:mod:`ftrecipe.plan.watch`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ def never_download() -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    if not getattr(args, "watch", False):
+        return plan_once(args)
+    if args.check or args.probe:
+        print("ftrecipe plan: --watch plans until Ctrl-C; --check and --probe are for a single plan", file=sys.stderr)
+        return EXIT_USAGE
+    from ftrecipe.plan.watch import watch
+
+    return watch(args.recipes, lambda: plan_once(args))
+
+
+def plan_once(args: argparse.Namespace) -> int:
     from ftrecipe.diagnostics import render
     from ftrecipe.errors import RecipeRuntimeError, RunFailure
     from ftrecipe.plan import render as show
@@ -74,10 +87,10 @@ def run_plan(args: argparse.Namespace) -> int:
         if args.check and plan["memory"]["verdict"] == "does not fit":
             code = max(code, EXIT_FAILURE)
     if args.format == "json":
-        print(json.dumps(plans[0] if len(plans) == 1 and len(results) == 1 else plans, indent=2))
+        print(json.dumps(plans[0] if len(plans) == 1 and len(results) == 1 else plans, indent=2), flush=True)
     else:
         print(("\n\n" if args.format == "text" else "\n\n---\n\n").join(
-            (show.text if args.format == "text" else show.markdown)(plan) for plan in plans))
+            (show.text if args.format == "text" else show.markdown)(plan) for plan in plans), flush=True)
     if args.check and code == EXIT_FAILURE:
         over = [p["recipe"] for p in plans if p["memory"]["verdict"] == "does not fit"]
         if over:

@@ -1,0 +1,81 @@
+"""`ftrecipe plan RECIPE... --watch`: plan again each time a recipe is saved, in one process, until Ctrl-C.
+
+Someone tuning a recipe plans it many times in a row. Each fresh `ftrecipe plan` pays the imports of
+torch and the modality's libraries (several seconds) before it answers, and the plan cache cannot answer
+an edit to the model's structure (a LoRA rank, a freeze plan, a sequence length). A watching process
+pays the imports once: every later plan costs only the validation, and the meta build and traces that
+the edit calls for (nothing more where the cache answers).
+
+The recipes are polled by content (an editor that saves through a temporary file and a rename, or a
+checkout that rewrites the file unchanged, re-plans only when the text changed), and a change is
+planned once it has held still for one poll, so a half-written file is not planned. A mistake in the
+edited recipe is shown, located, like any other plan's, and the watch goes on. The plugins' code is
+read once: a change to a plugin is planned by a new watch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+POLL_SECONDS = 0.3
+
+
+def pause(seconds: float) -> None:
+    """Wait between polls (a test replaces it with edits of its own)."""
+    time.sleep(seconds)
+
+
+def fingerprint(paths: Sequence[str]) -> tuple[str | None, ...]:
+    """The content digest of each recipe file (None for one that is missing or unreadable just now)."""
+    digests: list[str | None] = []
+    for path in paths:
+        try:
+            digests.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+        except OSError:
+            digests.append(None)
+    return tuple(digests)
+
+
+def changed_names(paths: Sequence[str], before: tuple[str | None, ...], after: tuple[str | None, ...]) -> list[str]:
+    return [path for path, old, new in zip(paths, before, after) if old != new]
+
+
+def watch(paths: Sequence[str], plan_once: Callable[[], int], *, out: TextIO | None = None) -> int:
+    """Plan now, then again after every saved change to ``paths``, until Ctrl-C (exit 0: stopping a watch
+    is how it ends). ``plan_once`` prints one plan (or its errors) and returns its exit code."""
+    out = out or sys.stdout
+    seen = fingerprint(paths)
+    count = 0
+    try:
+        while True:
+            count += 1
+            started = time.perf_counter()
+            code = plan_once()
+            status = "planned" if code == 0 else f"exit {code}"
+            print(f"-- plan {count} {status} in {time.perf_counter() - started:.1f} s; watching {', '.join(paths)} "
+                  "(Ctrl-C stops) --", file=out, flush=True)
+            while True:
+                pause(POLL_SECONDS)
+                now = fingerprint(paths)
+                if now == seen:
+                    continue
+                pause(POLL_SECONDS)  # planned once it holds still: not a file half written
+                settled = fingerprint(paths)
+                if settled != now:
+                    continue
+                names = changed_names(paths, seen, settled)
+                seen = settled
+                if None in settled:
+                    print(f"-- {', '.join(p for p, d in zip(paths, settled) if d is None)}: missing; "
+                          "waiting for it to come back --", file=out, flush=True)
+                    continue
+                print(f"\n-- {', '.join(names)} changed at {time.strftime('%H:%M:%S')} --", file=out, flush=True)
+                break
+    except KeyboardInterrupt:
+        print(f"-- stopped watching after {count} plan{'s' if count != 1 else ''} --", file=out, flush=True)
+        return 0
