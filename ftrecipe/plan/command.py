@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import traceback
+from typing import Any
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -33,10 +34,13 @@ def run_plan(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from ftrecipe.plan.watch import watch
 
-    return watch(args.recipes, lambda: plan_once(args))
+    earlier: dict[str, tuple[Any, dict]] = {}
+    return watch(args.recipes, lambda: plan_once(args, earlier))
 
 
-def plan_once(args: argparse.Namespace) -> int:
+def plan_once(args: argparse.Namespace, earlier: dict[str, tuple[Any, dict]] | None = None) -> int:
+    """Plan every recipe of ``args`` once and print the plans. ``earlier`` (a watch's memory: each
+    recipe's last validated recipe and plan) adds, in text, what changed since that recipe's last plan."""
     from ftrecipe.diagnostics import render
     from ftrecipe.errors import RecipeRuntimeError, RunFailure
     from ftrecipe.plan import render as show
@@ -59,6 +63,7 @@ def plan_once(args: argparse.Namespace) -> int:
     from ftrecipe.plan.build import plan_recipe
 
     plans, code = [], EXIT_OK
+    planned: list[tuple[Any, dict]] = []
     for result in results:
         try:
             plan = plan_recipe(result, trust_remote_code=args.trust_remote_code, untrusted=args.untrusted,
@@ -84,6 +89,7 @@ def plan_once(args: argparse.Namespace) -> int:
         finally:
             adopt_library_loggers()  # the console handlers the libraries gave themselves, to the collector
         plans.append(plan)
+        planned.append((result, plan))
         if args.check and plan["memory"]["verdict"] == "does not fit":
             code = max(code, EXIT_FAILURE)
     if args.format == "json":
@@ -91,6 +97,13 @@ def plan_once(args: argparse.Namespace) -> int:
     else:
         print(("\n\n" if args.format == "text" else "\n\n---\n\n").join(
             (show.text if args.format == "text" else show.markdown)(plan) for plan in plans), flush=True)
+    if earlier is not None:
+        from ftrecipe.plan.watch import since_last
+
+        for result, plan in planned:
+            if args.format == "text" and str(result.source) in earlier:
+                print("\n" + since_last(*earlier[str(result.source)], result, plan), flush=True)
+            earlier[str(result.source)] = (result, plan)
     if args.check and code == EXIT_FAILURE:
         over = [p["recipe"] for p in plans if p["memory"]["verdict"] == "does not fit"]
         if over:

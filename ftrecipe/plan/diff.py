@@ -222,8 +222,13 @@ def diff_recipes(old: ValidationResult, new: ValidationResult, planner: Planner 
     """The whole comparison of two valid recipes; ``planner`` defaults to ``plan_recipe``."""
     if planner is None:
         planner = _default_planner()
+    return compare(old, _plan_side(old, planner), new, _plan_side(new, planner))
+
+
+def compare(old: ValidationResult, before: Side, new: ValidationResult, after: Side) -> RecipeDiff:
+    """Two valid recipes and their plans (already made), compared: what :func:`diff_recipes` shows, and
+    what ``ftrecipe plan --watch`` says an edit changed."""
     assert old.recipe is not None and new.recipe is not None
-    before, after = _plan_side(old, planner), _plan_side(new, planner)
     result = RecipeDiff(before, after, key_changes(resolved_data(old.recipe), resolved_data(new.recipe)))
     if before.plan is not None or after.plan is not None:
         result.rows = impact(before, after)
@@ -270,25 +275,36 @@ def value_text(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render_text(diff: RecipeDiff) -> str:
-    lines = [f"ftrecipe diff {diff.old.label} -> {diff.new.label}", "", "changes after resolution:"]
-    if not diff.changes:
-        lines.append("  no change after resolution")
+def change_lines(changes: list[KeyChange]) -> list[str]:
+    """One line a changed, added or removed key (``~``, ``+``, ``-``), indented."""
+    if not changes:
+        return ["  no change after resolution"]
     marks = {"added": "+", "removed": "-", "changed": "~"}
-    for change in diff.changes:
+    lines = []
+    for change in changes:
         if change.kind == "changed":
             lines.append(f"  ~ {change.key}: {value_text(change.old)} -> {value_text(change.new)}")
         else:
             value = change.new if change.kind == "added" else change.old
             lines.append(f"  {marks[change.kind]} {change.key}: {value_text(value)} ({change.kind})")
+    return lines
+
+
+def row_lines(rows: list[ImpactRow]) -> list[str]:
+    """The impact rows as aligned columns: name, before -> after, the change."""
+    width = max((len(row.name) for row in rows), default=0)
+    before_width = max((len(row.before) for row in rows), default=0)
+    after_width = max((len(row.after) for row in rows), default=0)
+    return [f"  {row.name:<{width}}  {row.before:>{before_width}} -> {row.after:<{after_width}}  {row.change}" for row in rows]
+
+
+def render_text(diff: RecipeDiff) -> str:
+    lines = [f"ftrecipe diff {diff.old.label} -> {diff.new.label}", "", "changes after resolution:"]
+    lines += change_lines(diff.changes)
     lines += ["", "what it does:"]
     if not diff.rows:
         lines.append("  unknown: neither side could be planned")
-    width = max((len(row.name) for row in diff.rows), default=0)
-    before_width = max((len(row.before) for row in diff.rows), default=0)
-    after_width = max((len(row.after) for row in diff.rows), default=0)
-    for row in diff.rows:
-        lines.append(f"  {row.name:<{width}}  {row.before:>{before_width}} -> {row.after:<{after_width}}  {row.change}")
+    lines += row_lines(diff.rows)
     if diff.new_warnings:
         lines += ["", "new warnings:", *(f"  ! {w}" for w in diff.new_warnings)]
     if diff.gone_warnings:

@@ -9,7 +9,9 @@ the edit calls for (nothing more where the cache answers).
 The recipes are polled by content (an editor that saves through a temporary file and a rename, or a
 checkout that rewrites the file unchanged, re-plans only when the text changed), and a change is
 planned once it has held still for one poll, so a half-written file is not planned. A mistake in the
-edited recipe is shown, located, like any other plan's, and the watch goes on. The plugins' code is
+edited recipe is shown, located, like any other plan's, and the watch goes on. In text, each plan
+after the first ends with what the edit changed since that recipe's last plan, as `ftrecipe diff`
+would say it: the resolved keys, then only the plan's numbers that moved. The plugins' code is
 read once: a change to a plugin is planned by a new watch.
 """
 
@@ -20,7 +22,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ftrecipe.validation import ValidationResult
 
 POLL_SECONDS = 0.3
 
@@ -39,6 +44,18 @@ def fingerprint(paths: Sequence[str]) -> tuple[str | None, ...]:
         except OSError:
             digests.append(None)
     return tuple(digests)
+
+
+def since_last(old: ValidationResult, before: dict[str, Any], new: ValidationResult, after: dict[str, Any]) -> str:
+    """What an edit did, in ``ftrecipe diff``'s words: the resolved keys that changed since the recipe's
+    last plan and the plan's numbers that moved with them (those that did not move are left out)."""
+    from ftrecipe.plan.diff import Side, change_lines, compare, row_lines
+
+    diff = compare(old, Side(str(old.source), before), new, Side(str(new.source), after))
+    lines = [f"since the last plan of {new.source}:", *change_lines(diff.changes)]
+    lines += row_lines([row for row in diff.rows if row.before != row.after])
+    lines += [f"  ! new warning: {w}" for w in diff.new_warnings] + [f"  - warning gone: {w}" for w in diff.gone_warnings]
+    return "\n".join(lines)
 
 
 def changed_names(paths: Sequence[str], before: tuple[str | None, ...], after: tuple[str | None, ...]) -> list[str]:

@@ -111,3 +111,25 @@ def test_the_command_plans_the_edited_recipe_in_the_same_process_and_survives_a_
 def test_watch_refuses_the_single_plan_flags(flag):
     code, _, err = run_cli("plan", str(DEMO), "--watch", *flag)
     assert code == 2 and "--watch plans until Ctrl-C" in err
+
+
+def test_in_text_each_later_plan_says_what_the_edit_changed(tmp_path, monkeypatch):
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    recipe = tmp_path / "llama.yaml"
+    text = DEMO.read_text()
+    recipe.write_text(text)
+    bigger = text.replace("  batch_size: 8\n", "  batch_size: 64\n")
+    scripted(monkeypatch, [
+        lambda: recipe.write_text(bigger),
+        None,
+        lambda: recipe.write_text(bigger + "# a comment only\n"),
+        None,
+    ])
+    code, out, err = run_cli("plan", str(recipe), "--watch")
+    assert code == 0, err
+    first, second, third = out.split(f"since the last plan of {recipe}:")[0], *out.split(f"since the last plan of {recipe}:")[1:]
+    assert "since the last plan" not in first  # nothing to compare the first plan with
+    edit = second.split("-- plan 3")[0]
+    assert "~ training.batch_size: 8 -> 64" in edit
+    assert "memory per device" in edit and "total parameters" not in edit  # only the numbers that moved
+    assert "no change after resolution" in third and "memory per device" not in third
