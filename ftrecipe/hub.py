@@ -23,6 +23,13 @@ T = TypeVar("T")
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
+def never_download() -> None:
+    """A plan reads configs, tokenizers and datasets from this machine only (local folders, the Hugging
+    Face cache): the hub clients are told so before they are imported."""
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[name] = "1"
+
+
 def looks_like_hub_id(source: str) -> bool:
     """``org/name`` (or ``name``) that is not a path on this machine."""
     return bool(_HUB_ID.match(source)) and not Path(source).expanduser().exists()

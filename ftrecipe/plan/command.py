@@ -17,15 +17,6 @@ from typing import Any
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-def never_download() -> None:
-    """A plan reads configs, tokenizers and datasets from this machine only (local folders, the Hugging
-    Face cache): the hub clients are told so before they are imported."""
-    import os
-
-    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        os.environ[name] = "1"
-
-
 def run_plan(args: argparse.Namespace) -> int:
     if not getattr(args, "watch", False):
         return plan_once(args)
@@ -47,6 +38,8 @@ def plan_once(args: argparse.Namespace, earlier: dict[str, tuple[Any, dict]] | N
     from ftrecipe.libraries import adopt_library_loggers
     from ftrecipe.untrusted import untrusted_checked
     from ftrecipe.validation import validate_file
+
+    from ftrecipe.hub import never_download
 
     never_download()
     results = untrusted_checked([validate_file(path, overrides=args.overrides) for path in args.recipes], args.untrusted)

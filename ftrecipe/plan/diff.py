@@ -250,7 +250,7 @@ def _default_planner(*, trust_remote_code: bool = False, untrusted: bool = False
     def plan(result: ValidationResult) -> Any:
         from ftrecipe.plan.build import plan_recipe  # may import torch: only once both sides are valid
         from ftrecipe.libraries import adopt_library_loggers
-        from ftrecipe.plan.command import never_download
+        from ftrecipe.hub import never_download
 
         never_download()
         try:
