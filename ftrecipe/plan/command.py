@@ -34,12 +34,11 @@ def plan_once(args: argparse.Namespace, earlier: dict[str, tuple[Any, dict]] | N
     recipe's last validated recipe and plan) adds, in text, what changed since that recipe's last plan."""
     from ftrecipe.diagnostics import render
     from ftrecipe.errors import RecipeRuntimeError, RunFailure
+    from ftrecipe.hub import never_download
     from ftrecipe.plan import render as show
     from ftrecipe.libraries import adopt_library_loggers
     from ftrecipe.untrusted import untrusted_checked
     from ftrecipe.validation import validate_file
-
-    from ftrecipe.hub import never_download
 
     never_download()
     results = untrusted_checked([validate_file(path, overrides=args.overrides) for path in args.recipes], args.untrusted)
