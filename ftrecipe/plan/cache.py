@@ -145,18 +145,24 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+def named_inputs(recipe_data: dict[str, Any], base_dir: Path) -> Iterator[tuple[str, list[Path]]]:
+    """Every string of the recipe's ``model`` and ``data`` sections, with the paths on this machine it
+    names (none for a hub id or a plain word). A relative path may be the recipe's (data) or the working
+    directory's (``from_pretrained`` of a model): both are given where both exist."""
+    for value in sorted(set(_strings({k: recipe_data.get(k) for k in ("model", "data")}))):
+        if not value or len(value) > 4096 or "\n" in value:
+            continue
+        path = Path(value).expanduser()
+        yield value, [p for p in ([path] if path.is_absolute() else [base_dir / path, Path.cwd() / path]) if p.exists()]
+
+
 def inputs_stamp(recipe_data: dict[str, Any], base_dir: Path) -> list[Any]:
     """Stamps of what the recipe's ``model`` and ``data`` sections name on this machine: local paths,
     and the hub cache entries of hub ids (absent ones too: a download later changes the stamp)."""
     stamps: list[Any] = []
     budget = _Budget()
     hub = hub_cache()
-    for value in sorted(set(_strings({k: recipe_data.get(k) for k in ("model", "data")}))):
-        if not value or len(value) > 4096 or "\n" in value:
-            continue
-        path = Path(value).expanduser()
-        # a relative path may be the recipe's (data) or the working directory's (from_pretrained of a model)
-        found = [p for p in ([path] if path.is_absolute() else [base_dir / path, Path.cwd() / path]) if p.exists()]
+    for value, found in named_inputs(recipe_data, base_dir):
         if found:
             stamps.append([value, [[str(p.resolve()), path_stamp(p, budget)] for p in found]])
         elif _HUB_ID.match(value):

@@ -26,7 +26,20 @@ def run_plan(args: argparse.Namespace) -> int:
     from ftrecipe.plan.watch import watch
 
     earlier: dict[str, tuple[Any, dict]] = {}
-    return watch(args.recipes, lambda: plan_once(args, earlier))
+    return watch(args.recipes, lambda: plan_once(args, earlier), named=lambda: named_inputs(earlier))
+
+
+def named_inputs(earlier: dict[str, tuple[Any, dict]]) -> list[Any]:
+    """The local files and folders the last planned recipes name (their data, a local model)."""
+    from pathlib import Path
+
+    from ftrecipe.plan.cache import named_inputs as named
+
+    found: dict[str, Path] = {}
+    for result, _ in earlier.values():  # (what the plan cache stamps: the recipe as it was planned)
+        for _, paths in named(result.recipe.model_dump(mode="json"), Path(result.base_dir)):
+            found.update((str(path.resolve()), path) for path in paths)
+    return sorted(found.values())
 
 
 def plan_once(args: argparse.Namespace, earlier: dict[str, tuple[Any, dict]] | None = None) -> int:

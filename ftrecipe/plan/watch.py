@@ -9,7 +9,9 @@ the edit calls for (nothing more where the cache answers).
 The recipes are polled by content (an editor that saves through a temporary file and a rename, or a
 checkout that rewrites the file unchanged, re-plans only when the text changed), and a change is
 planned once it has held still for one poll, so a half-written file is not planned. A mistake in the
-edited recipe is shown, located, like any other plan's, and the watch goes on. In text, each plan
+edited recipe is shown, located, like any other plan's, and the watch goes on. The local files and
+folders a recipe's ``model`` and ``data`` name (a CSV, a manifest, a model folder) are watched too, by
+size and time (a folder by its own entries, not every file under it), so new data is planned as well. In text, each plan
 after the first ends with what the edit changed since that recipe's last plan, as `ftrecipe diff`
 would say it: the resolved keys, then only the plan's numbers that moved. The plugins' code is
 read once: a change to a plugin is planned by a new watch.
@@ -46,6 +48,20 @@ def fingerprint(paths: Sequence[str]) -> tuple[str | None, ...]:
     return tuple(digests)
 
 
+def input_stamps(inputs: Sequence[Path]) -> tuple[tuple[str, int, int] | None, ...]:
+    """Size and modification time of each named input (a folder's own: an entry added or removed), cheap
+    enough to poll a large dataset folder; None for one that is gone."""
+    stamps: list[tuple[str, int, int] | None] = []
+    for path in inputs:
+        try:
+            info = path.stat()
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps.append((str(path), info.st_size, info.st_mtime_ns))
+    return tuple(stamps)
+
+
 def since_last(old: ValidationResult, before: dict[str, Any], new: ValidationResult, after: dict[str, Any]) -> str:
     """What an edit did, in ``ftrecipe diff``'s words: the resolved keys that changed since the recipe's
     last plan and the plan's numbers that moved with them (those that did not move are left out)."""
@@ -58,13 +74,15 @@ def since_last(old: ValidationResult, before: dict[str, Any], new: ValidationRes
     return "\n".join(lines)
 
 
-def changed_names(paths: Sequence[str], before: tuple[str | None, ...], after: tuple[str | None, ...]) -> list[str]:
+def changed_names(paths: Sequence[str], before: tuple[Any, ...], after: tuple[Any, ...]) -> list[str]:
     return [path for path, old, new in zip(paths, before, after) if old != new]
 
 
-def watch(paths: Sequence[str], plan_once: Callable[[], int], *, out: TextIO | None = None) -> int:
-    """Plan now, then again after every saved change to ``paths``, until Ctrl-C (exit 0: stopping a watch
-    is how it ends). ``plan_once`` prints one plan (or its errors) and returns its exit code."""
+def watch(paths: Sequence[str], plan_once: Callable[[], int], *, out: TextIO | None = None,
+          named: Callable[[], Sequence[Path]] = lambda: ()) -> int:
+    """Plan now, then again after every saved change to ``paths`` or to the inputs ``named()`` gives
+    (those the last plans' recipes name), until Ctrl-C (exit 0: stopping a watch is how it ends).
+    ``plan_once`` prints one plan (or its errors) and returns its exit code."""
     out = out or sys.stdout
     seen = fingerprint(paths)
     count = 0
@@ -73,20 +91,22 @@ def watch(paths: Sequence[str], plan_once: Callable[[], int], *, out: TextIO | N
             count += 1
             started = time.perf_counter()
             code = plan_once()
+            inputs = list(named())
+            seen_inputs = input_stamps(inputs)
             status = "planned" if code == 0 else f"exit {code}"
-            print(f"-- plan {count} {status} in {time.perf_counter() - started:.1f} s; watching {', '.join(paths)} "
-                  "(Ctrl-C stops) --", file=out, flush=True)
+            print(f"-- plan {count} {status} in {time.perf_counter() - started:.1f} s; watching {', '.join(paths)}"
+                  f"{f' and {len(inputs)} input(s) it names' if inputs else ''} (Ctrl-C stops) --", file=out, flush=True)
             while True:
                 pause(POLL_SECONDS)
-                now = fingerprint(paths)
-                if now == seen:
+                now, now_inputs = fingerprint(paths), input_stamps(inputs)
+                if now == seen and now_inputs == seen_inputs:
                     continue
                 pause(POLL_SECONDS)  # planned once it holds still: not a file half written
-                settled = fingerprint(paths)
-                if settled != now:
+                settled, settled_inputs = fingerprint(paths), input_stamps(inputs)
+                if settled != now or settled_inputs != now_inputs:
                     continue
-                names = changed_names(paths, seen, settled)
-                seen = settled
+                names = changed_names(paths, seen, settled) + changed_names([str(p) for p in inputs], seen_inputs, settled_inputs)
+                seen, seen_inputs = settled, settled_inputs
                 if None in settled:
                     print(f"-- {', '.join(p for p, d in zip(paths, settled) if d is None)}: missing; "
                           "waiting for it to come back --", file=out, flush=True)

@@ -133,3 +133,45 @@ def test_in_text_each_later_plan_says_what_the_edit_changed(tmp_path, monkeypatc
     assert "~ training.batch_size: 8 -> 64" in edit
     assert "memory per device" in edit and "total parameters" not in edit  # only the numbers that moved
     assert "no change after resolution" in third and "memory per device" not in third
+
+
+def test_an_input_the_recipe_names_is_watched_too(tmp_path, monkeypatch):
+    recipe, data = tmp_path / "r.yaml", tmp_path / "train.csv"
+    recipe.write_text("a: 1\n")
+    data.write_text("x\n1\n")
+    plans: list[str] = []
+
+    def plan_once() -> int:
+        plans.append(data.read_text())
+        return 0
+
+    scripted(monkeypatch, [
+        None,
+        lambda: data.write_text("x\n1\n2\n"),    # new rows: planned again once they hold still
+        None,
+        None,
+    ])
+    out = io.StringIO()
+    assert watching.watch([str(recipe)], plan_once, out=out, named=lambda: [data]) == 0
+    assert plans == ["x\n1\n", "x\n1\n2\n"]
+    assert f"-- {data} changed at" in out.getvalue() and "and 1 input(s) it names" in out.getvalue()
+
+
+def test_new_rows_in_the_recipes_data_are_planned(tmp_path, monkeypatch):
+    """The shipped tweet recipe, copied with its CSVs: rows appended to its training file while watched
+    are counted by the next plan, which says what moved."""
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    shipped = ROOT / "recipes" / "bert-tweet-sentiment.yaml"
+    (tmp_path / "data").mkdir()
+    for name in ("tweets-train.csv", "tweets-test.csv"):
+        (tmp_path / "data" / name).write_bytes((shipped.parent / "data" / name).read_bytes())
+    recipe = tmp_path / "tweets.yaml"
+    recipe.write_text(shipped.read_text())
+    train = tmp_path / "data" / "tweets-train.csv"
+    rows = train.read_text().splitlines()
+    scripted(monkeypatch, [lambda: train.write_text("\n".join(rows + rows[1:]) + "\n"), None])
+    code, out, err = run_cli("plan", str(recipe), "--watch", "--format", "json")
+    assert code == 0, err
+    before, after = json_plans(out)
+    assert after["data"]["train_examples"] == 2 * before["data"]["train_examples"] == 2 * (len(rows) - 1)
+    assert f"-- {train} changed at" in out
