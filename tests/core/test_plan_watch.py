@@ -127,12 +127,12 @@ def test_in_text_each_later_plan_says_what_the_edit_changed(tmp_path, monkeypatc
     ])
     code, out, err = run_cli("plan", str(recipe), "--watch")
     assert code == 0, err
-    first, second, third = out.split(f"since the last plan of {recipe}:")[0], *out.split(f"since the last plan of {recipe}:")[1:]
-    assert "since the last plan" not in first  # nothing to compare the first plan with
-    edit = second.split("-- plan 3")[0]
+    first, edit, comment = out.split(f"since the last plan of {recipe}:")  # none after the first plan
+    assert "-- plan 1 planned" in first and "-- plan 2 planned" in edit and "-- plan 3 planned" in comment
+    edit, comment = edit.split("-- plan 2 planned")[0], comment.split("-- plan 3 planned")[0]  # what each edit did
     assert "~ training.batch_size: 8 -> 64" in edit
     assert "memory per device" in edit and "total parameters" not in edit  # only the numbers that moved
-    assert "no change after resolution" in third and "memory per device" not in third
+    assert "no change after resolution" in comment and "memory per device" not in comment
 
 
 def test_an_input_the_recipe_names_is_watched_too(tmp_path, monkeypatch):
