@@ -26,18 +26,18 @@ def run_plan(args: argparse.Namespace) -> int:
     from ftrecipe.plan.watch import watch
 
     earlier: dict[str, tuple[Any, dict]] = {}
-    return watch(args.recipes, lambda: plan_once(args, earlier), named=lambda: named_inputs(earlier))
+    return watch(args.recipes, lambda: plan_once(args, earlier), named=lambda: watched_inputs(earlier))
 
 
-def named_inputs(earlier: dict[str, tuple[Any, dict]]) -> list[Any]:
+def watched_inputs(earlier: dict[str, tuple[Any, dict]]) -> list[Any]:
     """The local files and folders the last planned recipes name (their data, a local model)."""
     from pathlib import Path
 
-    from ftrecipe.plan.cache import named_inputs as named
+    from ftrecipe.plan.cache import named_inputs
 
     found: dict[str, Path] = {}
     for result, _ in earlier.values():  # (what the plan cache stamps: the recipe as it was planned)
-        for _, paths in named(result.recipe.model_dump(mode="json"), Path(result.base_dir)):
+        for _, paths in named_inputs(result.recipe.model_dump(mode="json"), Path(result.base_dir)):
             found.update((str(path.resolve()), path) for path in paths)
     return sorted(found.values())
 
@@ -67,8 +67,8 @@ def plan_once(args: argparse.Namespace, earlier: dict[str, tuple[Any, dict]] | N
         leave_out("deepspeed", *(["bitsandbytes"] if not (args.probe and any(r.recipe.uses_bitsandbytes for r in results)) else []))
     from ftrecipe.plan.build import plan_recipe
 
-    plans, code = [], EXIT_OK
-    planned: list[tuple[Any, dict]] = []
+    code = EXIT_OK
+    planned: list[tuple[Any, dict]] = []  # (the validated recipe, its plan)
     for result in results:
         try:
             plan = plan_recipe(result, trust_remote_code=args.trust_remote_code, untrusted=args.untrusted,
@@ -93,10 +93,10 @@ def plan_once(args: argparse.Namespace, earlier: dict[str, tuple[Any, dict]] | N
             continue
         finally:
             adopt_library_loggers()  # the console handlers the libraries gave themselves, to the collector
-        plans.append(plan)
         planned.append((result, plan))
         if args.check and plan["memory"]["verdict"] == "does not fit":
             code = max(code, EXIT_FAILURE)
+    plans = [plan for _, plan in planned]
     if args.format == "json":
         print(json.dumps(plans[0] if len(plans) == 1 and len(results) == 1 else plans, indent=2), flush=True)
     else:

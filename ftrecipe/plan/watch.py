@@ -11,15 +11,14 @@ checkout that rewrites the file unchanged, re-plans only when the text changed),
 planned once it has held still for one poll, so a half-written file is not planned. A mistake in the
 edited recipe is shown, located, like any other plan's, and the watch goes on. The local files and
 folders a recipe's ``model`` and ``data`` name (a CSV, a manifest, a model folder) are watched too, by
-size and time (a folder by its own entries, not every file under it), so new data is planned as well. In text, each plan
-after the first ends with what the edit changed since that recipe's last plan, as `ftrecipe diff`
-would say it: the resolved keys, then only the plan's numbers that moved. The plugins' code is
-read once: a change to a plugin is planned by a new watch.
+size and time (a folder by its own entries, not every file under it), so new data is planned as well.
+In text, each plan after the first ends with what the edit changed since that recipe's last plan, as
+`ftrecipe diff` would say it: the resolved keys, then only the plan's numbers that moved. The plugins'
+code is read once: a change to a plugin is planned by a new watch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -38,11 +37,14 @@ def pause(seconds: float) -> None:
 
 
 def fingerprint(paths: Sequence[str]) -> tuple[str | None, ...]:
-    """The content digest of each recipe file (None for one that is missing or unreadable just now)."""
+    """The content digest of each recipe file, as the plan cache takes it (None for one that is missing
+    or unreadable just now)."""
+    from ftrecipe.plan.cache import content_digest
+
     digests: list[str | None] = []
     for path in paths:
         try:
-            digests.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+            digests.append(content_digest(path))
         except OSError:
             digests.append(None)
     return tuple(digests)
@@ -84,7 +86,16 @@ def watch(paths: Sequence[str], plan_once: Callable[[], int], *, out: TextIO | N
     (those the last plans' recipes name), until Ctrl-C (exit 0: stopping a watch is how it ends).
     ``plan_once`` prints one plan (or its errors) and returns its exit code."""
     out = out or sys.stdout
-    seen = fingerprint(paths)
+    inputs: list[Path] = []
+
+    def snapshot() -> tuple[Any, ...]:
+        """The recipes' digests, then the inputs' stamps, in the order of :func:`names`."""
+        return fingerprint(paths) + input_stamps(inputs)
+
+    def names() -> list[str]:
+        return [*paths, *map(str, inputs)]
+
+    seen = snapshot()
     count = 0
     try:
         while True:
@@ -92,26 +103,27 @@ def watch(paths: Sequence[str], plan_once: Callable[[], int], *, out: TextIO | N
             started = time.perf_counter()
             code = plan_once()
             inputs = list(named())
-            seen_inputs = input_stamps(inputs)
+            # the recipes as they were before this plan (one saved during it is planned next), its inputs now
+            seen = seen[: len(paths)] + input_stamps(inputs)
             status = "planned" if code == 0 else f"exit {code}"
             print(f"-- plan {count} {status} in {time.perf_counter() - started:.1f} s; watching {', '.join(paths)}"
                   f"{f' and {len(inputs)} input(s) it names' if inputs else ''} (Ctrl-C stops) --", file=out, flush=True)
             while True:
                 pause(POLL_SECONDS)
-                now, now_inputs = fingerprint(paths), input_stamps(inputs)
-                if now == seen and now_inputs == seen_inputs:
+                now = snapshot()
+                if now == seen:
                     continue
                 pause(POLL_SECONDS)  # planned once it holds still: not a file half written
-                settled, settled_inputs = fingerprint(paths), input_stamps(inputs)
-                if settled != now or settled_inputs != now_inputs:
+                settled = snapshot()
+                if settled != now:
                     continue
-                names = changed_names(paths, seen, settled) + changed_names([str(p) for p in inputs], seen_inputs, settled_inputs)
-                seen, seen_inputs = settled, settled_inputs
-                if None in settled:
-                    print(f"-- {', '.join(p for p, d in zip(paths, settled) if d is None)}: missing; "
-                          "waiting for it to come back --", file=out, flush=True)
+                changed = changed_names(names(), seen, settled)
+                seen = settled
+                missing = [path for path, digest in zip(paths, settled) if digest is None]
+                if missing:
+                    print(f"-- {', '.join(missing)}: missing; waiting for it to come back --", file=out, flush=True)
                     continue
-                print(f"\n-- {', '.join(names)} changed at {time.strftime('%H:%M:%S')} --", file=out, flush=True)
+                print(f"\n-- {', '.join(changed)} changed at {time.strftime('%H:%M:%S')} --", file=out, flush=True)
                 break
     except KeyboardInterrupt:
         print(f"-- stopped watching after {count} plan{'s' if count != 1 else ''} --", file=out, flush=True)
