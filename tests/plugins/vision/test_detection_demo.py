@@ -20,7 +20,7 @@ def test_the_demo_learns_to_find_the_shapes_it_draws(tmp_path: Path):
     summary = json.loads((out / "summary.json").read_text())
     before, after = summary["eval_before"], summary["eval_after"]
     assert before["mAP50"] <= 0.05
-    assert after["mAP50"] >= 0.5, after  # measured about 0.9
+    assert after["mAP50"] >= 0.5, after  # measured 0.72 to 0.79 (one or two threads)
     assert all(after[f"AP50/{shape}"] >= 0.3 for shape in ("circle", "square", "triangle")), after
     assert after["mAP50-95"] > before["mAP50-95"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
